@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := models,ray,report,export,dev
+
+.PHONY: setup demo test bench bench-quality lint clean
+
+setup: $(STAMP)
+
+# torch is pinned to 2.13.* in pyproject so pip takes the CPU build that lies on disk.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/taskpgm demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/solver.py
+
+bench-quality: setup
+	$(PY) benchmarks/quality.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,54 @@
+"""The foundation: atomic IO, line-numbered JSONL errors, CLI error handling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from taskpgm.errors import InputError
+from taskpgm.io import atomic_write_json, iter_jsonl
+from taskpgm.tasks.pool import Example
+
+
+def test_atomic_write_leaves_old_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "out.json"
+    atomic_write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_jsonl_error_names_file_and_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": 1}\n\n{"id": 2,\n')
+    with pytest.raises(InputError, match=r"d\.jsonl:3: malformed JSON"):
+        list(iter_jsonl(path))
+
+
+def test_example_from_messages_splits_last_assistant_turn():
+    ex = Example.from_record(
+        {"id": "x", "messages": [{"role": "user", "content": "hi"},
+                                 {"role": "assistant", "content": "yo"}]},
+        "f:1",
+    )
+    assert ex.response == "yo" and ex.prompt.endswith("assistant: ")
+
+
+def test_example_rejects_answer_out_of_range():
+    with pytest.raises(InputError, match="f:7: field 'answer'"):
+        Example.from_record({"id": 1, "prompt": "p", "response": "r", "options": ["a"],
+                             "answer": 3}, "f:7")
+
+
+def test_cli_user_error_is_one_line_exit_2(cli, tmp_path):
+    from taskpgm.affinity.io import load_affinity
+
+    bad = tmp_path / "m.npy"
+    np.save(bad, np.array([[0.0, np.nan], [np.nan, 0.0]]))
+    with pytest.raises(InputError, match=r"entry \[0, 1\] is nan"):
+        load_affinity(bad)
+    code, out, err = cli("version")
+    assert code == 0 and out.strip()

@@ -1,9 +1,86 @@
-"""CLI commands: affinity (placeholder until implemented)."""
+"""CLI command: ``taskpgm affinity`` (scores -> affinity.npz)."""
 
 from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
 
 import typer
 
 
+class Metric(str, Enum):
+    pmi = "pmi"
+    jsd = "jsd"
+    skl = "skl"
+    ce_gap = "ce-gap"
+
+
+class Normalize(str, Enum):
+    sequence = "sequence"
+    token = "token"
+
+
+def affinity(
+    scores: Path = typer.Option(..., "--scores", help="Scores directory (from taskpgm score)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the affinity .npz."),
+    metric: Metric = typer.Option(Metric.pmi, "--metric", help="Affinity metric."),
+    normalize: Normalize = typer.Option(
+        Normalize.sequence, "--normalize",
+        help="PMI: sum log-likelihood over the response, or per token."),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", min=0, help="Bootstrap replicates for per-entry intervals (PMI)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for bootstrap and completion."),
+    complete: bool = typer.Option(
+        False, "--complete", help="Estimate unscored (expert, task) pairs (low-rank completion)."),
+) -> None:
+    """Task affinity matrix from every expert's scores on every task's probe set."""
+    import numpy as np
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from taskpgm.affinity import compute_affinity, save_affinity
+    from taskpgm.cli.common import console, err_console
+    from taskpgm.errors import InputError
+    from taskpgm.scores import ScoreTable
+
+    if out.suffix.lower() != ".npz":
+        raise InputError(f"{out}: --out must end in .npz")
+    table = ScoreTable.load(scores)
+    with Progress(console=err_console, transient=True) as bar:
+        n = len(table.tasks)
+        job = bar.add_task(f"affinity ({metric.value})", total=n)
+        aff = compute_affinity(
+            table, metric=metric.value, normalize=normalize.value, bootstrap=bootstrap,
+            seed=seed, complete=complete, progress=lambda: bar.advance(job),
+        )
+    save_affinity(out, aff)
+
+    m = aff.matrix
+    off = m[~np.eye(aff.n, dtype=bool)]
+    summary = Table(title=f"affinity -> {out}", show_header=False)
+    summary.add_row("metric", aff.kind + (f" ({normalize.value})" if aff.kind == "pmi" else ""))
+    summary.add_row("tasks", str(aff.n))
+    if aff.provenance.get("skipped_tasks"):
+        summary.add_row("skipped (no expert)", str(len(aff.provenance["skipped_tasks"])))
+    summary.add_row("off-diagonal range", f"[{off.min():.4g}, {off.max():.4g}]")
+    summary.add_row("off-diagonal mean", f"{off.mean():.4g}")
+    if aff.lower is not None and aff.upper is not None:
+        width = (aff.upper - aff.lower)[~np.eye(aff.n, dtype=bool)]
+        summary.add_row(
+            f"{aff.provenance.get('interval_level', 0.95):.0%} interval width",
+            f"median {np.median(width):.4g}, max {width.max():.4g}",
+        )
+    if "completion" in aff.provenance:
+        c = aff.provenance["completion"]
+        summary.add_row(
+            "completed pairs",
+            f"{c['n_missing_pairs']} (rank {c['rank']}, held-out RMSE {c['holdout_rmse']:.3g})",
+        )
+    console.print(summary)
+    for w in aff.provenance.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
+    app.command(name="affinity")(affinity)

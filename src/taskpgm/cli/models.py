@@ -1,9 +1,131 @@
-"""CLI commands: models (placeholder until implemented)."""
+"""CLI commands: ``taskpgm models tiny``, ``taskpgm models eval``, ``taskpgm experts train``,
+``taskpgm train``.
+
+torch and transformers are imported inside the commands, so ``taskpgm --help`` and the
+numeric commands stay fast and torch-free.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from taskpgm.cli.common import console
+
+models_app = typer.Typer(help="Build, load and evaluate causal language models.",
+                         no_args_is_help=True)
+experts_app = typer.Typer(help="Fine-tune one expert per training task.", no_args_is_help=True)
+
+PoolOpt = Annotated[Path, typer.Option("--pool", help="Task pool directory.")]
+BaseOpt = Annotated[Path, typer.Option("--base", help="Base model directory (Hugging Face format).")]
+StepsOpt = Annotated[int, typer.Option("--steps", help="Optimizer steps.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Examples per step.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup + decay).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")]
+LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="Train LoRA adapters or all weights.")]
+ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate decay: cosine or linear.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+
+
+@models_app.command("tiny")
+def tiny(
+    pool: PoolOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output model directory.")],
+    seed: SeedOpt = 0,
+    layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
+    dim: Annotated[int, typer.Option(help="Hidden size.")] = 128,
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 4,
+    vocab: Annotated[int, typer.Option(help="Target BPE vocabulary size.")] = 1024,
+    positions: Annotated[int, typer.Option(help="Context length.")] = 256,
+) -> None:
+    """Build the embedded tiny GPT-2 with a tokenizer trained on the pool (no download)."""
+    from taskpgm.models.tiny import TinyConfig, build_tiny_model
+
+    cfg = TinyConfig(vocab_size=vocab, n_layer=layers, n_embd=dim, n_head=heads,
+                     n_positions=positions)
+    path = build_tiny_model(pool, out, seed=seed, config=cfg)
+    console.print(f"tiny model written to {path}")
+
+
+@models_app.command("eval")
+def eval_model(
+    model: Annotated[Path, typer.Option("--model", help="Model directory.")],
+    pool: PoolOpt,
+    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "eval",
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names (default all).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Greedy decoding length limit.")] = 32,
+) -> None:
+    """Loss per token, exact match (generative) and accuracy (multiple choice) per task."""
+    from taskpgm.io import atomic_write_json
+    from taskpgm.models.evaluate import evaluate_model
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    res = evaluate_model(model, pool, names, split, max_new_tokens=max_new_tokens)
+    for r in res.values():
+        metric = (f"exact_match {r.exact_match:.3f}" if r.exact_match is not None
+                  else f"accuracy {r.accuracy:.3f} (norm {r.accuracy_norm:.3f})")
+        console.print(f"{r.task}: loss/token {r.loss_per_token:.4f}  {metric}")
+    if out is not None:
+        atomic_write_json(out, {k: v.to_dict() for k, v in res.items()})
+
+
+@experts_app.command("train")
+def experts_train(
+    pool: PoolOpt,
+    base: BaseOpt,
+    out: Annotated[Path, typer.Option("--out", help="Experts directory (one sub-directory per task).")],
+    lora: LoraOpt = False,
+    steps: StepsOpt = 200,
+    batch_size: BatchOpt = 16,
+    lr: LrOpt = 1e-3,
+    seed: SeedOpt = 0,
+    schedule: ScheduleOpt = "cosine",
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: role 'train').")] = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train one expert per training task; experts already finished are skipped."""
+    from taskpgm.models.train import TrainConfig, train_experts
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora, schedule=schedule)
+    results = train_experts(pool, base, out, tasks=names, config=cfg, seed=seed,
+                            progress=progress)
+    for name, r in results.items():
+        if r is None:
+            console.print(f"{name}: already trained, skipped")
+        else:
+            console.print(f"{name}: loss {r.first_loss:.3f} -> {r.final_loss:.3f} "
+                          f"({r.steps} steps, {r.seconds:.1f}s)")
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Directory with train.jsonl (or a JSONL file).")],
+    base: BaseOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output model directory.")],
+    lora: LoraOpt = False,
+    steps: StepsOpt = 200,
+    batch_size: BatchOpt = 16,
+    lr: LrOpt = 1e-3,
+    seed: SeedOpt = 0,
+    schedule: ScheduleOpt = "cosine",
+    progress: ProgressOpt = True,
+) -> None:
+    """Fine-tune a model on prompt/response data (e.g. a materialised mixture)."""
+    from taskpgm.models.train import TrainConfig, train_model
+
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora,
+                      schedule=schedule)
+    r = train_model(base, data, out, config=cfg, lora=lora, progress=progress,
+                    extra_info={"data": str(data)})
+    console.print(f"model written to {out}: loss {r.first_loss:.3f} -> {r.final_loss:.3f} "
+                  f"({r.steps} steps, {r.seconds:.1f}s)")
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
+    app.add_typer(models_app, name="models")
+    app.add_typer(experts_app, name="experts")
+    app.command("train")(train)

@@ -1,0 +1,156 @@
+"""``compute_affinity``: a ScoreTable in, an AffinityMatrix out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from taskpgm.affinity.diagnostics import degenerate_warnings, interval_warnings
+from taskpgm.affinity.io import AffinityMatrix
+from taskpgm.affinity.pmi import NORMALIZATIONS, mean_scores, percentile_interval, pmi_from_means
+from taskpgm.errors import ConfigError, InputError
+from taskpgm.scores import ScoreTable
+
+METRICS = ("pmi", "jsd", "skl", "ce-gap")
+IGNORED_EXPERTS = ("base",)
+
+
+def affinity_tasks(
+    table: ScoreTable, ignore_experts: Sequence[str] = IGNORED_EXPERTS
+) -> tuple[list[str], list[str]]:
+    """Tasks that get a row in the matrix (have an expert and a probe set) and the rest.
+
+    Experts are named after the task they were trained on. An expert named after no
+    task (other than e.g. ``base``) means the names do not line up: an error.
+    """
+    task_set = set(table.tasks)
+    for e in table.experts:
+        if e not in task_set and e not in ignore_experts:
+            raise InputError(
+                f"expert {e!r} is named after no task in the scores (experts must be named "
+                f"after the task they were trained on; tasks: {', '.join(table.tasks[:5])}"
+                f"{', ...' if len(table.tasks) > 5 else ''})"
+            )
+    experts = set(table.experts)
+    kept = [t for t in table.tasks if t in experts]
+    skipped = [t for t in table.tasks if t not in experts]
+    if len(kept) < 2:
+        raise InputError(
+            f"need at least 2 tasks that have both an expert and probe scores, found {len(kept)}"
+        )
+    return kept, skipped
+
+
+def _first_missing(table: ScoreTable, tasks: Sequence[str]) -> tuple[str, str] | None:
+    for e in tasks:
+        for t in tasks:
+            if not table.has(e, t):
+                return e, t
+    return None
+
+
+def compute_affinity(
+    table: ScoreTable,
+    metric: str = "pmi",
+    normalize: str = "sequence",
+    bootstrap: int = 0,
+    seed: int = 0,
+    *,
+    complete: bool = False,
+    level: float = 0.95,
+    wide_rel_width: float = 0.5,
+    ignore_experts: Sequence[str] = IGNORED_EXPERTS,
+    progress: Callable[[], None] | None = None,
+) -> AffinityMatrix:
+    """Affinity between tasks from every expert's scores on every task's probe set.
+
+    ``metric``: ``pmi`` (symmetrised log-likelihood ratio), ``jsd`` / ``skl``
+    (Jensen-Shannon / symmetric KL between next-token distributions from stored top-k
+    data, negated), ``ce-gap`` (symmetrised per-token cross-entropy gap, negated). All
+    are symmetric with a zero diagonal; larger means more similar, 0 = interchangeable.
+    ``bootstrap`` > 0 adds percentile intervals (``lower``/``upper``) from resampled
+    probe examples (PMI and ce-gap need only scalar scores; supported for PMI).
+    ``complete`` estimates unscored (expert, task) pairs by low-rank completion (PMI).
+    Warnings (degenerate structure, wide intervals) go into ``provenance["warnings"]``.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r} (use {', '.join(METRICS)})")
+    if normalize not in NORMALIZATIONS:
+        raise ConfigError(f"unknown normalization {normalize!r} (use sequence or token)")
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap must be >= 0, got {bootstrap}")
+    if bootstrap and metric != "pmi":
+        raise ConfigError(f"--bootstrap is supported for metric pmi only, not {metric}")
+    if bootstrap and complete:
+        raise ConfigError("--bootstrap cannot be combined with --complete")
+    if complete and metric != "pmi":
+        raise ConfigError(f"--complete is supported for metric pmi only, not {metric}")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"interval level must be in (0, 1), got {level}")
+
+    tasks, skipped = affinity_tasks(table, ignore_experts)
+    missing = _first_missing(table, tasks)
+    if missing is not None and not complete:
+        n_missing = sum(not table.has(e, t) for e in tasks for t in tasks)
+        raise InputError(
+            f"no scores for expert {missing[0]!r} on task {missing[1]!r} "
+            f"({n_missing} of {len(tasks) ** 2} pairs missing; pass --complete to estimate them)"
+        )
+
+    prov: dict[str, Any] = {
+        "metric": metric,
+        "normalize": normalize if metric == "pmi" else None,
+        "bootstrap": int(bootstrap),
+        "seed": int(seed),
+        "sign": "affinity = larger is more similar; 0 = interchangeable experts",
+        "skipped_tasks": skipped,
+        "ignored_experts": [e for e in table.experts if e not in set(tasks)],
+    }
+    if table.root is not None:
+        prov["scores"] = str(table.root)
+    lower = upper = None
+
+    if metric == "pmi":
+        ms = mean_scores(table, tasks, tasks, normalize, bootstrap, seed,
+                         allow_missing=complete, progress=progress)
+        means = ms.means
+        if complete and missing is not None:
+            from taskpgm.affinity.completion import complete_means
+
+            mask = np.isfinite(means)
+            diag_missing = [t for i, t in enumerate(tasks) if not mask[i, i]]
+            if diag_missing:
+                raise InputError(
+                    f"no scores for expert {diag_missing[0]!r} on its own task; completion "
+                    "needs every expert scored on its own task"
+                )
+            comp = complete_means(means, mask, seed=seed)
+            means = comp.means
+            prov["completion"] = comp.info | {"n_missing_pairs": int((~mask).sum())}
+        matrix = pmi_from_means(means)
+        if ms.replicates is not None:
+            reps = pmi_from_means(ms.replicates)
+            lower, upper = percentile_interval(reps, level)
+            prov["interval_level"] = level
+        prov["n_examples"] = {t: int(c) for t, c in zip(tasks, ms.n_examples, strict=True)}
+    elif metric == "ce-gap":
+        from taskpgm.affinity.divergence import ce_gap_matrix
+
+        matrix = -ce_gap_matrix(table, tasks)
+    else:
+        from taskpgm.affinity.divergence import divergence_matrix
+
+        matrix = -divergence_matrix(table, tasks, metric, progress=progress)
+    np.fill_diagonal(matrix, 0.0)
+
+    warnings = degenerate_warnings(matrix, tasks)
+    if lower is not None and upper is not None:
+        lines, flagged = interval_warnings(matrix, lower, upper, tasks, wide_rel_width)
+        warnings += lines
+        prov["wide_intervals"] = {"count": len(flagged), "widest": flagged[:20],
+                                  "rel_width": wide_rel_width}
+    prov["warnings"] = warnings
+    return AffinityMatrix(list(tasks), matrix, kind=metric, lower=lower, upper=upper,
+                          provenance=prov)

@@ -1,0 +1,156 @@
+"""The quality benchmark: does a strategy's mixture beat uniform on held-out tasks?
+
+Every strategy shares one harness (the pipeline): same pool, base model, budget,
+sampler, trainer and evaluator; only the mixture differs. Each seed is a full
+independent replicate (pool draw, model init, experts, sampling, training), and
+differences to uniform are paired within a seed, then summarised over seeds with a
+95% t-interval. Random Dirichlet mixtures are the "how good is an arbitrary mixture"
+reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskpgm.config import Config, StrategyConfig
+from taskpgm.io import atomic_write_bytes, atomic_write_json
+from taskpgm.report.records import ModelEval
+
+REFERENCE = "uniform"
+DIRICHLET_GROUP = "dirichlet (mean)"
+
+
+def bench_config(base: Config, seed: int, run_dir: Path, dirichlet: int) -> Config:
+    cfg = base.model_copy(deep=True)
+    cfg.run.seed = seed
+    cfg.run.dir = str(run_dir)
+    cfg.report.influence = False
+    cfg.strategies = list(cfg.strategies) + [
+        StrategyConfig(name=f"dirichlet-{k + 1}", method="dirichlet",
+                       params={"alpha": 1.0, "draw": k})
+        for k in range(dirichlet)
+    ]
+    return cfg
+
+
+@dataclass
+class Row:
+    strategy: str
+    metric: str
+    per_seed: list[float]
+    mean: float
+    diff_mean: float | None  # paired difference to uniform, averaged over seeds
+    diff_low: float | None  # 95% t-interval of the paired difference
+    diff_high: float | None
+    wins: int | None  # seeds where the strategy beat uniform
+
+
+def t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided t-interval of paired differences (n >= 2)."""
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=np.float64)
+    m = float(d.mean())
+    if len(d) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return m, m - half, m + half
+
+
+def summarise(per_seed: dict[int, dict[str, ModelEval]]) -> list[Row]:
+    """Rows per (strategy, metric); Dirichlet draws are averaged within a seed first."""
+    seeds = sorted(per_seed)
+    values: dict[str, dict[str, list[float]]] = {}
+    for metric, get in (("loss_per_token", lambda e: e.mean("loss_per_token")),
+                        ("score", lambda e: e.mean_score())):
+        table: dict[str, list[float]] = {}
+        for s in seeds:
+            evals = per_seed[s]
+            dirich = [get(e) for n, e in evals.items() if n.startswith("dirichlet-")]
+            row = {n: get(e) for n, e in evals.items() if not n.startswith("dirichlet-")}
+            if dirich and all(v is not None for v in dirich):
+                row[DIRICHLET_GROUP] = float(np.mean(dirich))
+            for n, v in row.items():
+                table.setdefault(n, []).append(float("nan") if v is None else float(v))
+        values[metric] = table
+    rows = []
+    for metric, table in values.items():
+        ref = np.asarray(table.get(REFERENCE, []))
+        lower_better = metric == "loss_per_token"
+        for name, vals in table.items():
+            v = np.asarray(vals)
+            if name == REFERENCE or len(ref) != len(v) or np.isnan(v).any():
+                rows.append(Row(name, metric, vals, float(np.mean(v)), None, None, None, None))
+                continue
+            m, lo, hi = t_interval(v - ref)
+            wins = int(((v < ref) if lower_better else (v > ref)).sum())
+            rows.append(Row(name, metric, vals, float(np.mean(v)), m, lo, hi, wins))
+    return rows
+
+
+def plot(rows: list[Row], n_seeds: int) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric, label in ((axes[0], "loss_per_token", "held-out loss/token - uniform"),
+                              (axes[1], "score", "held-out accuracy/EM - uniform")):
+        sel = [r for r in rows if r.metric == metric and r.diff_mean is not None]
+        y = np.arange(len(sel))
+        ax.errorbar([r.diff_mean for r in sel], y,
+                    xerr=[[r.diff_mean - r.diff_low for r in sel],
+                          [r.diff_high - r.diff_mean for r in sel]],
+                    fmt="o", capsize=3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(y, [r.strategy for r in sel])
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+    fig.suptitle(f"Paired difference to uniform, mean and 95% t-interval over {n_seeds} seeds")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int = 3,
+                progress: bool = False, console=None) -> dict[str, Any]:
+    """Run the pipeline once per seed under ``out/seed<k>`` (resumable) and summarise."""
+    from taskpgm.pipeline import run_pipeline
+    from taskpgm.pipeline.stages import PipelineContext
+
+    out = Path(out)
+    per_seed: dict[int, dict[str, ModelEval]] = {}
+    checks: dict[int, Any] = {}
+    for s in seeds:
+        cfg = bench_config(base, s, out / f"seed{s}", dirichlet)
+        run_pipeline(cfg, console=console, progress=progress)
+        ctx = PipelineContext(cfg)
+        per_seed[s] = {st.name: ModelEval.load(ctx.paths.eval(st.name)) for st in cfg.strategies}
+        per_seed[s]["BASE model"] = ModelEval.load(ctx.paths.eval("base"))
+        cp = ctx.paths.root / "checks.json"
+        if cp.is_file():
+            from taskpgm.io import read_json
+
+            checks[s] = read_json(cp)
+    rows = summarise(per_seed)
+    result = {
+        "benchmark": "quality",
+        "seeds": seeds,
+        "dirichlet_draws": dirichlet,
+        "reference": REFERENCE,
+        "config": base.model_dump(mode="json"),
+        "rows": [asdict(r) for r in rows],
+        "checks": {str(k): v for k, v in checks.items()},
+    }
+    atomic_write_json(out / "quality.json", result)
+    atomic_write_bytes(out / "quality.png", plot(rows, len(seeds)))
+    return result

@@ -1,0 +1,399 @@
+"""``solve``: one entry point over every mixing strategy, and the strategy registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+from taskpgm.affinity.io import AffinityMatrix, validate_matrix
+from taskpgm.errors import InputError
+from taskpgm.mixture import baselines
+from taskpgm.mixture.greedy import greedy_select
+from taskpgm.mixture.kernels import build_kernel
+from taskpgm.mixture.qp import check_bounds, kkt_residual, project_capped_simplex, solve_qp
+from taskpgm.mixture.record import Mixture
+from taskpgm.mixture.unary import align_values, unary_utilities
+
+PAPER_LABEL = ("reference procedure: equality-only closed form, then Euclidean projection "
+               "onto the simplex (not the constrained optimum)")
+
+
+@dataclass
+class MixtureInputs:
+    """Everything a strategy may use, validated and aligned with ``names``."""
+
+    names: list[str]
+    affinity: np.ndarray | None
+    sizes: np.ndarray | None
+    kernel: str = "shift"
+    unary: str = "rowsum"
+    targets: list[str] | None = None
+    utilities: Any = None
+    beta: float = 1.0
+    lam: float = 1.0
+    budget_k: int | None = None
+    caps: np.ndarray | None = None
+    floors: np.ndarray | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    run: Callable[[MixtureInputs], Mixture]
+    needs_affinity: bool
+    needs_sizes: bool
+    description: str
+
+
+# ---------------------------------------------------------------- TaskPGM problem
+@dataclass
+class EnergyProblem:
+    K: np.ndarray
+    u: np.ndarray
+    Q: np.ndarray  # lam K
+    c: np.ndarray  # beta u
+    lower: np.ndarray
+    upper: np.ndarray
+    kernel_info: dict[str, Any]
+
+
+def build_problem(inp: MixtureInputs) -> EnergyProblem:
+    if inp.affinity is None:
+        raise InputError("TaskPGM needs an affinity matrix (--affinity)")
+    kern = build_kernel(inp.affinity, inp.kernel, floor=inp.params.get("kernel_floor"),
+                        sigma=inp.params.get("sigma"))
+    u = unary_utilities(kern.matrix, inp.names, inp.unary, targets=inp.targets,
+                        utilities=inp.utilities)
+    try:
+        lo, hi = check_bounds(inp.n, inp.floors, inp.caps)
+    except ValueError as exc:
+        raise InputError(f"infeasible caps/floors: {exc}") from None
+    return EnergyProblem(kern.matrix, u, inp.lam * kern.matrix, inp.beta * u, lo, hi,
+                         {"kernel": kern.name, **kern.info})
+
+
+def _common_params(inp: MixtureInputs) -> dict[str, Any]:
+    out: dict[str, Any] = {"kernel": inp.kernel, "unary": inp.unary, "beta": inp.beta,
+                           "lam": inp.lam, "r": inp.beta / inp.lam}
+    if inp.targets:
+        out["targets"] = list(inp.targets)
+    if inp.caps is not None:
+        out["caps"] = inp.caps
+    if inp.floors is not None:
+        out["floors"] = inp.floors
+    for key in ("kernel_floor", "sigma"):
+        if inp.params.get(key) is not None:
+            out[key] = inp.params[key]
+    return out
+
+
+def _run_taskpgm(inp: MixtureInputs) -> Mixture:
+    prob = build_problem(inp)
+    if inp.budget_k is not None or inp.params.get("cost_budget") is not None:
+        return _run_greedy(inp, prob)
+    res = solve_qp(prob.Q, prob.c, prob.lower, prob.upper)
+    diag = {"energy": res.energy, "kkt_residual": res.kkt_residual,
+            "support_size": res.support_size, "iterations": res.iterations,
+            "factorizations": res.factorizations, "certified_by": res.phase,
+            "multiplier": res.nu, "kernel_info": prob.kernel_info}
+    return Mixture("taskpgm", list(inp.names), res.x, _common_params(inp), diag)
+
+
+def _run_greedy(inp: MixtureInputs, prob: EnergyProblem) -> Mixture:
+    if inp.caps is not None or inp.floors is not None:
+        raise InputError("budgeted selection (--budget-k / cost budget) does not take caps "
+                         "or floors")
+    costs = inp.params.get("costs")
+    cost_arr = None if costs is None else align_values(costs, inp.names, "costs")
+    if cost_arr is not None and np.any(cost_arr <= 0):
+        raise InputError("costs: every task cost must be > 0")
+    res = greedy_select(prob.Q, prob.c, k=inp.budget_k, costs=cost_arr,
+                        cost_budget=inp.params.get("cost_budget"))
+    if not res.order:
+        raise InputError("cost budget is smaller than every task's cost")
+    diag = {"energy": res.energies[-1], "kkt_residual": res.kkt_residual,
+            "support_size": int(np.count_nonzero(res.x > 0)),
+            "picked": [inp.names[i] for i in res.order], "energy_after_pick": res.energies,
+            "exact_evaluations": res.exact_evaluations, "kernel_info": prob.kernel_info}
+    params = _common_params(inp)
+    params.update({"budget_k": inp.budget_k, "cost_budget": inp.params.get("cost_budget")})
+    return Mixture("taskpgm", list(inp.names), res.x, params, diag)
+
+
+def paper_weights(Q: np.ndarray, c: np.ndarray, lower=None, upper=None) -> np.ndarray:
+    """The reference procedure: p = K^-1 (c + nu 1) with sum(p) = 1, then projection."""
+    try:
+        fac = cho_factor(Q, lower=True, check_finite=False)
+    except LinAlgError:
+        raise InputError("taskpgm-paper needs a positive definite kernel; use --kernel "
+                         "shift or clip (which add a floor)") from None
+    a = cho_solve(fac, c, check_finite=False)
+    b = cho_solve(fac, np.ones(len(c)), check_finite=False)
+    p = a + (1.0 - a.sum()) / b.sum() * b
+    lo, hi = check_bounds(len(c), lower, upper)
+    return project_capped_simplex(p, lo, hi)
+
+
+def _run_paper(inp: MixtureInputs) -> Mixture:
+    if inp.budget_k is not None:
+        raise InputError("taskpgm-paper has no budgeted variant; use --method taskpgm")
+    prob = build_problem(inp)
+    p = paper_weights(prob.Q, prob.c, prob.lower, prob.upper)
+    energy = float(0.5 * p @ prob.Q @ p - prob.c @ p)
+    diag = {"energy": energy,
+            "kkt_residual": kkt_residual(prob.Q, prob.c, p, prob.lower, prob.upper),
+            "support_size": int(np.count_nonzero(p > 0)), "procedure": PAPER_LABEL,
+            "kernel_info": prob.kernel_info}
+    return Mixture("taskpgm-paper", list(inp.names), p, _common_params(inp), diag)
+
+
+# ---------------------------------------------------------------- size baselines
+def _need_sizes(inp: MixtureInputs, method: str) -> np.ndarray:
+    if inp.sizes is None:
+        raise InputError(f"method {method!r} needs task sizes (--sizes FILE)")
+    return inp.sizes
+
+
+def _param(inp: MixtureInputs, key: str, method: str, flag: str) -> float:
+    v = inp.params.get(key)
+    if v is None:
+        raise InputError(f"method {method!r} needs {flag}")
+    return float(v)
+
+
+def _baseline(method: str, weights: np.ndarray, inp: MixtureInputs,
+              params: dict[str, Any]) -> Mixture:
+    return Mixture(method, list(inp.names), weights, params,
+                   {"support_size": int(np.count_nonzero(weights > 0))})
+
+
+def _run_uniform(inp: MixtureInputs) -> Mixture:
+    return _baseline("uniform", baselines.uniform_weights(inp.n), inp, {})
+
+
+def _run_size(inp: MixtureInputs) -> Mixture:
+    return _baseline("size", baselines.size_weights(_need_sizes(inp, "size")), inp, {})
+
+
+def _run_temperature(inp: MixtureInputs) -> Mixture:
+    t = _param(inp, "temperature", "temperature", "--temperature T")
+    w = baselines.temperature_weights(_need_sizes(inp, "temperature"), t)
+    return _baseline("temperature", w, inp, {"temperature": t})
+
+
+def _run_capped(inp: MixtureInputs) -> Mixture:
+    cap = _param(inp, "cap", "capped", "--cap K (the T5 mixing limit, in examples)")
+    w = baselines.capped_weights(_need_sizes(inp, "capped"), cap)
+    return _baseline("capped", w, inp, {"cap": cap})
+
+
+def _run_unimax(inp: MixtureInputs) -> Mixture:
+    budget = _param(inp, "unimax_budget", "unimax", "--unimax-budget B (examples)")
+    epochs = _param(inp, "max_epochs", "unimax", "--max-epochs N")
+    sizes = _need_sizes(inp, "unimax")
+    alloc = baselines.unimax_allocation(sizes, budget, epochs)
+    m = _baseline("unimax", alloc / alloc.sum(), inp,
+                  {"unimax_budget": budget, "max_epochs": epochs})
+    m.diagnostics["allocated_examples"] = alloc
+    return m
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("taskpgm", _run_taskpgm, True, False,
+                 "exact minimiser of (lam/2) p'Kp - beta u'p on the simplex"),
+        Strategy("taskpgm-paper", _run_paper, True, False, PAPER_LABEL),
+        Strategy("uniform", _run_uniform, False, False, "1/n each"),
+        Strategy("size", _run_size, False, True, "proportional to task size"),
+        Strategy("temperature", _run_temperature, False, True, "p ~ size^(1/T)"),
+        Strategy("capped", _run_capped, False, True, "T5: p ~ min(size, K)"),
+        Strategy("unimax", _run_unimax, False, True,
+                 "UniMax: uniform up to N epochs per task within budget B"),
+    )
+}
+
+
+# ---------------------------------------------------------------- entry points
+def _resolve_names(affinity, names: Sequence[str] | None, sizes) -> tuple[list[str],
+                                                                         np.ndarray | None]:
+    if isinstance(affinity, AffinityMatrix):
+        if names is not None and list(names) != list(affinity.names):
+            raise InputError("names do not match the affinity matrix's names")
+        m = validate_matrix(affinity.matrix, "affinity", list(affinity.names))
+        return list(affinity.names), m
+    if affinity is not None:
+        m = validate_matrix(affinity, "affinity", list(names) if names is not None else None)
+        return (list(names) if names is not None else [f"task{i}" for i in range(len(m))]), m
+    if names is not None:
+        return list(names), None
+    if isinstance(sizes, Mapping):
+        return list(sizes), None
+    raise InputError("give an affinity matrix, task names, or a mapping of task sizes")
+
+
+def _positive(x: float, what: str) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {x!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise InputError(f"{what} must be a positive number, got {x!r}")
+    return v
+
+
+def make_inputs(
+    affinity=None,
+    *,
+    names: Sequence[str] | None = None,
+    kernel: str = "shift",
+    unary: str = "rowsum",
+    targets: Sequence[str] | None = None,
+    utilities=None,
+    beta: float = 1.0,
+    lam: float = 1.0,
+    budget_k: int | None = None,
+    caps=None,
+    floors=None,
+    sizes=None,
+    **params: Any,
+) -> MixtureInputs:
+    """Validate and align every input (raises InputError with one clear line)."""
+    task_names, matrix = _resolve_names(affinity, names, sizes)
+    n = len(task_names)
+    if len(set(task_names)) != n:
+        raise InputError("a task name appears twice")
+    beta = _positive(beta, "beta")
+    lam = _positive(lam, "lam (lambda)")
+    if budget_k is not None:
+        if isinstance(budget_k, bool) or int(budget_k) != budget_k or budget_k < 1:
+            raise InputError(f"budget k must be a positive integer, got {budget_k!r}")
+        if budget_k > n:
+            raise InputError(f"budget k = {budget_k} exceeds the number of tasks ({n})")
+        budget_k = int(budget_k)
+    size_arr = None if sizes is None else align_values(sizes, task_names, "sizes")
+    cap_arr = None if caps is None else align_values(caps, task_names, "caps")
+    floor_arr = None if floors is None else align_values(floors, task_names, "floors")
+    for arr, what in ((cap_arr, "caps"), (floor_arr, "floors")):
+        if arr is not None and np.any(arr < 0):
+            raise InputError(f"{what}: values must be >= 0")
+    if cap_arr is not None or floor_arr is not None:
+        try:
+            check_bounds(n, floor_arr, cap_arr)
+        except ValueError as exc:
+            raise InputError(f"infeasible caps/floors: {exc}") from None
+    return MixtureInputs(task_names, matrix, size_arr, kernel, unary,
+                         list(targets) if targets else None, utilities, beta, lam, budget_k,
+                         cap_arr, floor_arr, dict(params))
+
+
+def solve(
+    affinity=None,
+    *,
+    names: Sequence[str] | None = None,
+    method: str = "taskpgm",
+    kernel: str = "shift",
+    unary: str = "rowsum",
+    targets: Sequence[str] | None = None,
+    utilities=None,
+    beta: float = 1.0,
+    lam: float = 1.0,
+    budget_k: int | None = None,
+    caps=None,
+    floors=None,
+    sizes=None,
+    **params: Any,
+) -> Mixture:
+    """Mixture weights by ``method`` (a key of :data:`STRATEGIES`).
+
+    ``affinity``: square matrix (ndarray) or :class:`AffinityMatrix`; may be None for the
+    size baselines when ``names`` or a ``sizes`` mapping names the tasks. ``caps``,
+    ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
+    Extra ``params``: ``kernel_floor``, ``sigma`` (kernels), ``temperature``, ``cap``,
+    ``unimax_budget``, ``max_epochs`` (baselines), ``costs`` + ``cost_budget`` (budgeted
+    TaskPGM by cost instead of count).
+    """
+    if method not in STRATEGIES:
+        raise InputError(f"unknown method {method!r} (choose from {', '.join(STRATEGIES)})")
+    inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
+                      utilities=utilities, beta=beta, lam=lam, budget_k=budget_k, caps=caps,
+                      floors=floors, sizes=sizes, **params)
+    return STRATEGIES[method].run(inp)
+
+
+# ---------------------------------------------------------------- r-path
+@dataclass
+class RPath:
+    """Exact optima along r = beta/lambda (energies are E/lambda)."""
+
+    names: list[str]
+    rs: np.ndarray
+    weights: np.ndarray  # (len(rs), n)
+    energies: np.ndarray
+    support_sizes: np.ndarray
+    kkt_residuals: np.ndarray
+    iterations: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": "taskpgm-rpath", "version": 1, "tasks": list(self.names),
+                "params": self.params,
+                "points": [{"r": float(r), "energy": float(e), "support_size": int(s),
+                            "kkt_residual": float(k), "iterations": int(it),
+                            "weights": [float(x) for x in w]}
+                           for r, e, s, k, it, w in zip(self.rs, self.energies,
+                                                        self.support_sizes,
+                                                        self.kkt_residuals, self.iterations,
+                                                        self.weights, strict=True)]}
+
+
+def default_rs(n: int, num: int = 21) -> np.ndarray:
+    """r from (1/n)/100 to 100/n, log-spaced and through r = 1/n (uniform with rowsum)."""
+    return np.geomspace(0.01 / n, 100.0 / n, num)
+
+
+def r_path(
+    affinity=None,
+    *,
+    rs: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    kernel: str = "shift",
+    unary: str = "rowsum",
+    targets: Sequence[str] | None = None,
+    utilities=None,
+    caps=None,
+    floors=None,
+    **params: Any,
+) -> RPath:
+    """Exact mixtures for each r = beta/lambda (lambda = 1), warm-starting each solve
+    from its neighbour's support. With ``unary='rowsum'`` only r matters and r = 1/n
+    gives the uniform mixture."""
+    inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
+                      utilities=utilities, caps=caps, floors=floors, **params)
+    prob = build_problem(inp)
+    r_arr = default_rs(inp.n) if rs is None else np.asarray(list(rs), dtype=np.float64)
+    if r_arr.size == 0 or not np.all(np.isfinite(r_arr)) or np.any(r_arr <= 0):
+        raise InputError("r values must be positive numbers")
+    out_w, out_e, out_s, out_k, out_i = [], [], [], [], []
+    warm = None
+    for r in r_arr:
+        res = solve_qp(prob.K, r * prob.u, prob.lower, prob.upper, warm_free=warm)
+        warm = (res.x > prob.lower) & (res.x < prob.upper)
+        out_w.append(res.x)
+        out_e.append(res.energy)
+        out_s.append(res.support_size)
+        out_k.append(res.kkt_residual)
+        out_i.append(res.iterations)
+    params_out = _common_params(inp)
+    params_out.pop("beta"), params_out.pop("lam"), params_out.pop("r")
+    return RPath(list(inp.names), r_arr, np.array(out_w), np.array(out_e), np.array(out_s),
+                 np.array(out_k), np.array(out_i), params_out)

@@ -1,0 +1,139 @@
+"""Unary utilities u for the energy (lambda/2) p'Kp - beta u'p.
+
+- ``rowsum``: u = K 1 (the reference choice). Then the optimum depends only on
+  r = beta/lambda, and r = 1/n gives exactly the uniform mixture: the gradient
+  lambda K p - beta K 1 vanishes at p = 1/n when beta/lambda = 1/n.
+- ``target``: u_i = mean over target tasks t of K[i, t], so mass goes to tasks whose
+  kernel affinity to what the user evaluates on is high.
+- ``given``: utilities from the user (a mapping name -> value, or an array).
+- ``none``: u = 0 (pure diversity: the minimum-"redundancy" mixture).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from taskpgm.errors import InputError
+
+UNARIES = ("rowsum", "target", "given", "none")
+
+
+def unary_utilities(
+    K: np.ndarray,
+    names: Sequence[str],
+    kind: str = "rowsum",
+    *,
+    targets: Sequence[str] | None = None,
+    utilities: Mapping[str, float] | np.ndarray | Sequence[float] | None = None,
+) -> np.ndarray:
+    n = K.shape[0]
+    if kind == "rowsum":
+        return K.sum(axis=1)
+    if kind == "none":
+        return np.zeros(n)
+    if kind == "target":
+        if not targets:
+            raise InputError("unary 'target' needs at least one target task (--targets)")
+        pos = {name: i for i, name in enumerate(names)}
+        unknown = [t for t in targets if t not in pos]
+        if unknown:
+            raise InputError(f"unknown target task {unknown[0]!r}"
+                             f" ({len(unknown)} unknown of {len(targets)})")
+        cols = [pos[t] for t in targets]
+        return K[:, cols].mean(axis=1)
+    if kind == "given":
+        if utilities is None:
+            raise InputError("unary 'given' needs utilities (--utilities FILE)")
+        return _align(utilities, names, "utilities")
+    raise InputError(f"unknown unary {kind!r} (choose from {', '.join(UNARIES)})")
+
+
+def _align(values, names: Sequence[str], what: str) -> np.ndarray:
+    if isinstance(values, Mapping):
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise InputError(f"{what}: no value for task {missing[0]!r}"
+                             f" ({len(missing)} tasks missing)")
+        extra = [k for k in values if k not in set(names)]
+        if extra:
+            raise InputError(f"{what}: unknown task {extra[0]!r}")
+        arr = np.array([float(values[n]) for n in names])
+    else:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+        if len(arr) != len(names):
+            raise InputError(f"{what}: {len(arr)} values for {len(names)} tasks")
+    if not np.all(np.isfinite(arr)):
+        i = int(np.argmax(~np.isfinite(arr)))
+        raise InputError(f"{what}: value for task {names[i]!r} is not finite")
+    return arr
+
+
+def read_values(path: str | Path, what: str = "values") -> dict[str, float] | list[float]:
+    """Per-task numbers from a file: JSON {name: value}, CSV/whitespace ``name,value``
+    lines, or one bare number per line (aligned with the task order)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        if isinstance(raw, dict):
+            out: dict[str, float] = {}
+            for k, v in raw.items():
+                out[str(k)] = _number(v, f"{path} field {k!r}")
+            return out
+        if isinstance(raw, list):
+            return [_number(v, f"{path} item {i}") for i, v in enumerate(raw)]
+        raise InputError(f"{path}: expected a JSON object {{name: value}}")
+    rows = list(csv.reader(text.splitlines()))
+    named: dict[str, float] = {}
+    bare: list[float] = []
+    for lineno, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in (row if len(row) > 1 else " ".join(row).split())]
+        cells = [c for c in cells if c]
+        if not cells:
+            continue
+        if len(cells) == 1:
+            bare.append(_number(cells[0], f"{path}:{lineno}"))
+        elif len(cells) == 2:
+            if lineno == 1 and not _is_number(cells[1]):
+                continue  # header row such as "name,value"
+            if cells[0] in named:
+                raise InputError(f"{path}:{lineno}: task {cells[0]!r} appears twice")
+            named[cells[0]] = _number(cells[1], f"{path}:{lineno}")
+        else:
+            raise InputError(f"{path}:{lineno}: expected 'name,value', got {len(cells)} fields")
+    if named and bare:
+        raise InputError(f"{path}: mixes 'name,value' lines with bare numbers")
+    return named or bare
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(v, where: str) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {v!r} is not a number") from None
+    if not np.isfinite(x):
+        raise InputError(f"{where}: {v!r} is not finite")
+    return x
+
+
+def align_values(values, names: Sequence[str], what: str) -> np.ndarray:
+    """Public alias: per-task values (mapping or sequence) as an array in task order."""
+    return _align(values, names, what)

@@ -1,0 +1,134 @@
+"""Load a Hugging Face causal LM and its tokenizer from a directory.
+
+One code path serves the tiny embedded model on a laptop CPU and a
+``meta-llama/...`` checkpoint on a GPU machine. A directory that holds a LoRA
+adapter (``adapter_config.json``) is loaded on top of its recorded base model and
+merged, so experts trained with ``--lora`` score exactly like full experts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taskpgm.errors import InputError
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``None`` means CUDA when present, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU (bf16 matmuls are slow there); bf16 on GPUs that have it, else fp16."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def set_cpu_threads(n: int | None) -> None:
+    """Cap intra-op threads; tiny models run faster with few threads than with many."""
+    if n is not None and n > 0:
+        torch.set_num_threads(n)
+
+
+def cpu_budget() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    path: Path
+    device: torch.device
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: model directory not found")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises many types for a bad directory
+        raise InputError(f"{path}: cannot load a tokenizer ({_one_line(exc)})") from None
+    if tok.eos_token_id is None:
+        raise InputError(f"{path}: tokenizer has no eos token (needed to end responses)")
+    if tok.pad_token_id is None:
+        # Padding positions are always masked out, so any id will do.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def quiet_transformers() -> None:
+    """Silence per-load progress bars and chatter; our own progress bars say enough."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    trainable: bool = False,
+) -> LoadedModel:
+    """Load model + tokenizer from ``path``; any failure is one line naming the directory."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: model directory not found")
+    quiet_transformers()
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    dtype = dtype or default_dtype(dev)
+    tokenizer = load_tokenizer(path)
+    try:
+        if (path / ADAPTER_CONFIG).is_file():
+            model = _load_adapter_model(path, dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: cannot load a causal language model ({_one_line(exc)})") from None
+    model.to(dev)
+    model.train(trainable)
+    if not trainable:
+        model.requires_grad_(False)
+    return LoadedModel(model, tokenizer, path, dev)
+
+
+def _load_adapter_model(path: Path, dtype: torch.dtype) -> Any:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = json.loads((path / ADAPTER_CONFIG).read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base or not Path(base).is_dir():
+        raise InputError(f"{path / ADAPTER_CONFIG}: base model {base!r} not found")
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = PeftModel.from_pretrained(model, str(path))
+    # Merging makes scoring as fast as a full model and the maths identical.
+    return model.merge_and_unload()

@@ -1,0 +1,359 @@
+"""The scoring engine: every expert scores every task's probe examples.
+
+For each (expert, task) and each probe example we store the sum over response tokens
+of ``log p(token | prefix)`` (a causal LM's logits at position ``t`` predict token
+``t + 1``, so response token ``p`` is read from the logits at ``p - 1``) and the
+number of response tokens; optionally the top-k next-token log-probabilities at each
+response position, for Jensen-Shannon affinity.
+
+Speed: examples are sorted by length and cut into batches of about ``max_batch_tokens``
+padded tokens (little padding), ``log_softmax`` runs only on response positions, one
+loaded expert scores all tasks, and on a GPU the forward pass runs under bf16/fp16
+autocast while log-softmax and sums stay in fp32/fp64.
+
+Resumability: one Parquet shard per (expert, task), written atomically; a restarted
+run skips shards that exist (and does not even load an expert whose shards are all
+there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from taskpgm.errors import InputError
+from taskpgm.io import read_json, sha256_file
+from taskpgm.models.encode import Encoded, encode_pairs, length_batches, model_max_length
+from taskpgm.models.load import ADAPTER_CONFIG, LoadedModel, load_model, set_cpu_threads
+from taskpgm.models.train import collate
+from taskpgm.scores import (
+    SCORES_MANIFEST,
+    ScoresManifest,
+    ScoreTable,
+    Shard,
+    shard_path,
+    write_manifest,
+    write_shard,
+)
+from taskpgm.tasks.pool import Pool
+
+BASE_EXPERT = "base"
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class ScoreSettings:
+    """Everything that changes the numbers in a shard (recorded in ``scores.json``)."""
+
+    topk: int = 0
+    append_eos: bool = True
+    max_length: int | None = None  # default: the model's context size
+
+    def check(self) -> None:
+        if self.topk < 0:
+            raise InputError(f"score: topk must be >= 0, got {self.topk}")
+
+
+@dataclass
+class ScoredBatch:
+    logprob: np.ndarray  # float64 [m]
+    n_tokens: np.ndarray  # int32 [m]
+    topk_ids: list[np.ndarray] | None = None
+    topk_logprobs: list[np.ndarray] | None = None
+
+
+def autocast_dtype(model: Any, device: torch.device) -> torch.dtype | None:
+    """Half-precision autocast on GPUs; ``None`` (plain fp32) on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def score_encoded(
+    model: Any,
+    encs: Sequence[Encoded],
+    *,
+    pad_id: int,
+    topk: int = 0,
+    max_batch_tokens: int = 8192,
+    device: torch.device | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ScoredBatch:
+    """Score encoded examples; results come back in the input order."""
+    device = device or next(model.parameters()).device
+    amp = autocast_dtype(model, device)
+    m = len(encs)
+    logprob = np.zeros(m, dtype=np.float64)
+    n_tokens = np.array([e.n_response for e in encs], dtype=np.int32)
+    tk_ids: list[np.ndarray | None] = [None] * m
+    tk_lp: list[np.ndarray | None] = [None] * m
+    batches = length_batches([len(e) for e in encs], max_batch_tokens)
+    with torch.inference_mode():
+        for idx in batches:
+            rows_enc = [encs[i] for i in idx]
+            batch = collate(rows_enc, pad_id, labels=False)
+            ids = batch["input_ids"].to(device)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device)).logits
+            # Gather (row, position-that-predicts-it) for every response token.
+            rows = torch.cat([torch.full((e.n_response,), r, dtype=torch.long)
+                              for r, e in enumerate(rows_enc)]).to(device)
+            pos = torch.cat([torch.arange(e.start, len(e), dtype=torch.long)
+                             for e in rows_enc]).to(device)
+            targets = ids[rows, pos]
+            lp = torch.log_softmax(logits[rows, pos - 1].float(), dim=-1)
+            tok_lp = lp.gather(1, targets[:, None]).squeeze(1)
+            sums = torch.zeros(len(idx), dtype=torch.float64, device=device)
+            sums.index_add_(0, rows, tok_lp.double())
+            logprob[idx] = sums.cpu().numpy()
+            if topk:
+                k = min(topk, lp.shape[-1])
+                vals, tops = lp.topk(k, dim=-1)
+                counts = [e.n_response for e in rows_enc]
+                for i, v, t in zip(idx, vals.cpu().split(counts), tops.cpu().split(counts),
+                                   strict=True):
+                    tk_ids[i] = t.numpy().astype(np.int32)
+                    tk_lp[i] = v.numpy().astype(np.float32)
+            if on_batch:
+                on_batch(len(idx))
+    if topk:
+        return ScoredBatch(logprob, n_tokens, tk_ids, tk_lp)  # type: ignore[arg-type]
+    return ScoredBatch(logprob, n_tokens)
+
+
+def score_pairs(
+    loaded: LoadedModel,
+    pairs: Sequence[tuple[str, str]],
+    settings: ScoreSettings | None = None,
+    *,
+    max_batch_tokens: int = 8192,
+    on_batch: Callable[[int], None] | None = None,
+) -> ScoredBatch:
+    """Encode (prompt, response) pairs with the model's tokenizer and score them."""
+    s = settings or ScoreSettings()
+    max_len = s.max_length or model_max_length(loaded.model)
+    encs = encode_pairs(loaded.tokenizer, pairs, append_eos=s.append_eos, max_length=max_len)
+    return score_encoded(loaded.model, encs, pad_id=loaded.tokenizer.pad_token_id, topk=s.topk,
+                         max_batch_tokens=max_batch_tokens, device=loaded.device,
+                         on_batch=on_batch)
+
+
+# -- one expert, many tasks -------------------------------------------------------------
+
+def score_expert(
+    expert_name: str,
+    expert_dir: str | Path,
+    pool_root: str | Path,
+    tasks: Sequence[str],
+    out: str | Path,
+    settings: ScoreSettings,
+    *,
+    max_batch_tokens: int = 8192,
+    device: str | None = None,
+    threads: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Write the missing shards of one expert; returns the tasks it scored this time."""
+    set_cpu_threads(threads)
+    todo = [t for t in tasks if not shard_path(out, expert_name, t).is_file()]
+    if not todo:
+        return []
+    pool = Pool.load(pool_root)
+    loaded = load_model(expert_dir, device=device)
+    done = []
+    for task in todo:
+        examples = pool.examples(task, "probe")
+        scored = score_pairs(loaded, [(e.prompt, e.response) for e in examples], settings,
+                             max_batch_tokens=max_batch_tokens, on_batch=on_batch)
+        write_shard(shard_path(out, expert_name, task), Shard(
+            [e.id for e in examples], scored.logprob, scored.n_tokens,
+            scored.topk_ids, scored.topk_logprobs,
+        ))
+        done.append(task)
+    return done
+
+
+# -- the whole pool -----------------------------------------------------------------------
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / ADAPTER_CONFIG).is_file()
+
+
+def resolve_experts(
+    pool: Pool, experts_dir: str | Path, experts: Sequence[str] | None, base: str | Path | None
+) -> dict[str, Path]:
+    """Expert name -> directory; every named expert must exist (one line if not)."""
+    experts_dir = Path(experts_dir)
+    if not experts_dir.is_dir():
+        raise InputError(f"{experts_dir}: experts directory not found")
+    names = list(experts) if experts is not None else [t.name for t in pool.train_tasks()]
+    if not names:
+        raise InputError(f"{pool.root}: no tasks with role 'train', so no experts to score with")
+    out: dict[str, Path] = {}
+    for name in names:
+        d = experts_dir / name
+        if not _is_model_dir(d):
+            raise InputError(f"{d}: expert for task {name!r} not found "
+                             "(train it with `taskpgm experts train`)")
+        out[name] = d
+    if base is not None:
+        if BASE_EXPERT in out:
+            raise InputError(f"a task is named {BASE_EXPERT!r}, which clashes with --base")
+        if not Path(base).is_dir():
+            raise InputError(f"{base}: base model directory not found")
+        out[BASE_EXPERT] = Path(base)
+    return out
+
+
+def check_probe_splits(pool: Pool, tasks: Sequence[str]) -> dict[str, str]:
+    """Every task needs a non-empty probe split; returns task -> sha256 of its probe file."""
+    digests = {}
+    for t in tasks:
+        pool.task(t)
+        path = pool.split_path(t, "probe")
+        if not path.is_file():
+            raise InputError(f"{path}: task {t!r} has no probe split")
+        if not any(True for _ in pool.iter_examples(t, "probe")):
+            raise InputError(f"{path}: probe split of task {t!r} is empty")
+        digests[t] = sha256_file(path)
+    return digests
+
+
+def _fingerprint(settings: ScoreSettings, digests: dict[str, str]) -> str:
+    h = hashlib.sha256(repr(sorted(asdict(settings).items())).encode())
+    for t in sorted(digests):
+        h.update(f"{t}={digests[t]}".encode())
+    return h.hexdigest()[:16]
+
+
+def score_pool(
+    pool: Pool | str | Path,
+    experts_dir: str | Path,
+    out: str | Path,
+    *,
+    executor: str = "local",
+    topk: int = 0,
+    include_base: str | Path | None = None,
+    experts: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    address: str | None = None,
+    max_batch_tokens: int = 8192,
+    device: str | None = None,
+    gpus_per_task: float = 0.0,
+    settings: ScoreSettings | None = None,
+    progress: bool = True,
+) -> ScoreTable:
+    """Score every task's probe split with every expert (and the base model, if given).
+
+    Shards that already exist under ``out`` are kept; only missing ones are computed.
+    """
+    if executor not in EXECUTORS:
+        raise InputError(f"score: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    pool = pool if isinstance(pool, Pool) else Pool.load(pool)
+    settings = settings or ScoreSettings(topk=topk)
+    settings.check()
+    task_names = list(tasks) if tasks is not None else pool.names
+    digests = check_probe_splits(pool, task_names)
+    expert_dirs = resolve_experts(pool, experts_dir, experts, include_base)
+    out = Path(out)
+    fp = _fingerprint(settings, digests)
+    _check_existing(out, fp)
+    manifest = ScoresManifest(
+        experts=list(expert_dirs), tasks=task_names, topk=settings.topk,
+        metadata={"fingerprint": fp, "settings": asdict(settings),
+                  "probe_sha256": digests, "pool": str(pool.root)},
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, manifest)
+
+    todo = {e: d for e, d in expert_dirs.items()
+            if any(not shard_path(out, e, t).is_file() for t in task_names)}
+    n_examples = sum(pool.task(t).count("probe") or len(pool.examples(t, "probe"))
+                     for t in task_names)
+    n_missing = sum(1 for e in todo for t in task_names if not shard_path(out, e, t).is_file())
+    t0 = time.perf_counter()
+    if todo:
+        if executor == "local":
+            _run_local(todo, pool, task_names, out, settings, max_batch_tokens, device,
+                       progress, n_examples)
+        else:
+            _run_ray(todo, pool, task_names, out, settings, max_batch_tokens, device, address,
+                     gpus_per_task, progress)
+    table = ScoreTable.load(out)
+    table.manifest.metadata["run"] = {"shards_computed": n_missing,
+                                      "seconds": time.perf_counter() - t0}  # not written
+    return table
+
+
+def _check_existing(out: Path, fp: str) -> None:
+    mpath = out / SCORES_MANIFEST
+    if not mpath.is_file():
+        return
+    old = read_json(mpath)
+    old_fp = (old.get("metadata") or {}).get("fingerprint") if isinstance(old, dict) else None
+    if old_fp != fp:
+        raise InputError(f"{mpath}: existing scores were made with other settings or probe data; "
+                         "use a new output directory or delete it")
+
+
+def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progress, n_ex):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True, disable=not progress) as bar:
+        overall = bar.add_task("experts", total=len(todo))
+        for name, d in todo.items():
+            t = bar.add_task(f"scoring with {name}", total=n_ex)
+            score_expert(name, d, pool.root, tasks, out, settings,
+                         max_batch_tokens=max_batch_tokens, device=device,
+                         on_batch=lambda n, t=t: bar.update(t, advance=n))
+            bar.remove_task(t)
+            bar.update(overall, advance=1)
+
+
+def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address,
+             gpus_per_task, progress):
+    try:
+        import ray
+    except ImportError:
+        raise InputError("score: --executor ray needs the 'ray' extra (pip install taskpgm[ray])") from None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise InputError(f"score: cannot connect to Ray at {address!r} ({exc})") from None
+    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(_ray_score_expert)
+    refs = {remote.remote(name, str(Path(d).resolve()), str(Path(pool.root).resolve()),
+                          list(tasks), str(Path(out).resolve()), asdict(settings),
+                          max_batch_tokens, device): name
+            for name, d in todo.items()}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True, disable=not progress) as bar:
+        t = bar.add_task("experts (ray)", total=len(refs))
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.as_instanceof_cause()
+                if isinstance(cause, InputError):
+                    raise InputError(str(cause).splitlines()[0]) from None
+                raise
+            bar.update(t, advance=1)
+
+
+def _ray_score_expert(name, expert_dir, pool_root, tasks, out, settings, max_batch_tokens,
+                      device):
+    # One CPU per Ray task: more intra-op threads would just fight the other tasks.
+    return score_expert(name, expert_dir, pool_root, tasks, out, ScoreSettings(**settings),
+                        max_batch_tokens=max_batch_tokens, device=device, threads=1)

@@ -1,0 +1,291 @@
+"""Supervised fine-tuning with loss on response tokens only (full or LoRA).
+
+Used for experts (one per training task of a pool) and for training a model on a
+materialised mixture. A finished model directory is written atomically and carries a
+``taskpgm_train.json`` marker, so an interrupted ``experts train`` redoes only the
+experts that are missing.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from taskpgm.errors import InputError
+from taskpgm.io import atomic_dir, atomic_write_json, read_json
+from taskpgm.models.data import as_pairs
+from taskpgm.models.encode import Encoded, encode_pairs, model_max_length
+from taskpgm.models.load import load_model, set_cpu_threads
+from taskpgm.tasks.pool import Pool
+
+TRAIN_MARKER = "taskpgm_train.json"
+IGNORE = -100
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_frac: float = 0.1
+    schedule: str = "cosine"  # or "linear"
+    max_length: int | None = None  # default: the model's context size
+    seed: int = 0
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] | None = None  # None: peft's default for the architecture
+    threads: int | None = None
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"training: steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise InputError(f"training: batch size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"training: learning rate must be a positive number, got {self.lr}")
+        if self.schedule not in ("cosine", "linear"):
+            raise InputError(f"training: schedule must be 'cosine' or 'linear', got {self.schedule!r}")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    n_examples: int
+    first_loss: float
+    final_loss: float
+    seconds: float
+    tokens: int
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    warm = max(1, int(cfg.warmup_frac * cfg.steps))
+    if step < warm:
+        return (step + 1) / warm
+    frac = (step - warm) / max(1, cfg.steps - warm)
+    return 0.5 * (1 + math.cos(math.pi * frac)) if cfg.schedule == "cosine" else 1 - frac
+
+
+def _batch_order(lengths: list[int], batch_size: int, rng: np.random.Generator):
+    """Endless stream of batches: shuffle, group nearby lengths (less padding), shuffle groups."""
+    n = len(lengths)
+    while True:
+        perm = rng.permutation(n)
+        mega = batch_size * 8
+        batches = []
+        for s in range(0, n, mega):
+            chunk = sorted(perm[s:s + mega].tolist(), key=lambda i: lengths[i])
+            batches.extend(chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size))
+        for b in rng.permutation(len(batches)):
+            yield batches[b]
+
+
+def collate(encs: list[Encoded], pad_id: int, labels: bool = True) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest row; labels are -100 outside the response."""
+    width = max(len(e) for e in encs)
+    ids = torch.full((len(encs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encs), width), dtype=torch.long)
+    lab = torch.full((len(encs), width), IGNORE, dtype=torch.long)
+    for r, e in enumerate(encs):
+        ids[r, : len(e)] = torch.tensor(e.ids)
+        mask[r, : len(e)] = 1
+        lab[r, e.start: len(e)] = ids[r, e.start: len(e)]
+    out = {"input_ids": ids, "attention_mask": mask}
+    if labels:
+        out["labels"] = lab
+    return out
+
+
+def train_model(
+    base: str | Path,
+    train_examples_or_data_dir: Any,
+    out: str | Path,
+    *,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    lora: bool = False,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    description: str = "train",
+    extra_info: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Fine-tune ``base`` on prompt/response pairs and save the result to ``out``.
+
+    ``train_examples_or_data_dir`` is a directory with ``train.jsonl``, a JSONL path, a
+    list of pool ``Example`` objects, or ``(prompt, response)`` pairs.
+    """
+    cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora)
+    cfg.check()
+    pairs = as_pairs(train_examples_or_data_dir)
+    set_cpu_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    loaded = load_model(base, dtype=torch.float32, trainable=True)
+    model, tok, dev = loaded.model, loaded.tokenizer, loaded.device
+    max_len = cfg.max_length or model_max_length(model)
+    encs = encode_pairs(tok, pairs, append_eos=True, max_length=max_len)
+    if lora:
+        model = _wrap_lora(model, cfg, base)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    batches = _batch_order([len(e) for e in encs], cfg.batch_size, np.random.default_rng(cfg.seed))
+    use_amp = dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+
+    losses: list[float] = []
+    tokens = 0
+    t0 = time.perf_counter()
+    with _progress(progress, description, cfg.steps) as advance:
+        for step in range(cfg.steps):
+            batch = collate([encs[i] for i in next(batches)], tok.pad_token_id)
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            tokens += int(batch["attention_mask"].sum())
+            advance(loss=losses[-1])
+    seconds = time.perf_counter() - t0
+    tail = losses[-max(1, len(losses) // 10):]
+    result = TrainResult(Path(out), cfg.steps, len(encs), losses[0], float(np.mean(tail)),
+                         seconds, tokens)
+    _save(model, tok, Path(out), cfg, result, base, lora, extra_info)
+    return result
+
+
+def _wrap_lora(model: Any, cfg: TrainConfig, base: str | Path) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora_targets
+    if targets is None and getattr(model.config, "model_type", "") == "gpt2":
+        targets = ["c_attn", "c_proj", "c_fc"]
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise InputError(f"{base}: cannot add LoRA adapters ({exc})") from None
+
+
+def _save(model: Any, tok: Any, out: Path, cfg: TrainConfig, result: TrainResult,
+          base: str | Path, lora: bool, extra: dict[str, Any] | None) -> None:
+    with atomic_dir(out) as tmp:
+        if lora:
+            # Adapters only; the loader finds the base through an absolute path.
+            model.peft_config["default"].base_model_name_or_path = str(Path(base).resolve())
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        info = {
+            "base": str(base), "lora": lora, "config": asdict(cfg),
+            "n_examples": result.n_examples, "first_loss": result.first_loss,
+            "final_loss": result.final_loss, "tokens": result.tokens,
+        }
+        if extra:
+            info.update(extra)
+        # The marker goes in last: a directory with it is a finished model.
+        atomic_write_json(tmp / TRAIN_MARKER, info)
+
+
+def is_finished(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / TRAIN_MARKER).is_file()
+
+
+class _progress:
+    """A rich progress bar (or nothing) that reports the running loss."""
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        self.enabled, self.description, self.total = enabled, description, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda **_: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
+                            transient=True)
+        self.bar.__enter__()
+        task = self.bar.add_task(self.description, total=self.total, loss=float("nan"))
+        return lambda **kw: self.bar.update(task, advance=1, **kw)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def expert_seed(seed: int, task: str) -> int:
+    """Decorrelate experts' data order while staying reproducible."""
+    return (seed * 1_000_003 + zlib.crc32(task.encode())) % (2**31)
+
+
+def train_experts(
+    pool: Pool | str | Path,
+    base: str | Path,
+    out: str | Path,
+    *,
+    tasks: list[str] | None = None,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    lora: bool = False,
+    progress: bool = True,
+    config: TrainConfig | None = None,
+) -> dict[str, TrainResult | None]:
+    """Train one expert per training task into ``out/<task>/``; finished experts are skipped.
+
+    Returns task -> result (``None`` for an expert that was already there).
+    """
+    pool = pool if isinstance(pool, Pool) else Pool.load(pool)
+    names = tasks if tasks is not None else [t.name for t in pool.train_tasks()]
+    if not names:
+        raise InputError(f"{pool.root}: no tasks with role 'train' to train experts on")
+    # Validate everything before the first (slow) expert, so a typo fails fast.
+    data: dict[str, list] = {}
+    for name in names:
+        pool.task(name)
+        if not pool.split_path(name, "train").is_file():
+            raise InputError(f"{pool.split_path(name, 'train')}: task {name!r} has no train split")
+        data[name] = pool.examples(name, "train")
+        if not data[name]:
+            raise InputError(f"{pool.split_path(name, 'train')}: no examples")
+    load_model(base)  # fails here, in one line, if the base does not load
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, TrainResult | None] = {}
+    for i, name in enumerate(names):
+        target = out / name
+        if is_finished(target):
+            results[name] = None
+            continue
+        if target.exists():  # a leftover without marker: not ours to trust
+            shutil.rmtree(target)
+        base_cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora)
+        cfg = TrainConfig(**{**asdict(base_cfg), "seed": expert_seed(seed, name)})
+        results[name] = train_model(
+            base, data[name], target, config=cfg, lora=cfg.lora, progress=progress,
+            description=f"expert {i + 1}/{len(names)} {name}", extra_info={"task": name},
+        )
+    atomic_write_json(out / "experts.json", {"base": str(base), "tasks": names})
+    return results
+
+
+def read_train_info(model_dir: str | Path) -> dict[str, Any]:
+    return read_json(Path(model_dir) / TRAIN_MARKER)

@@ -1,0 +1,208 @@
+"""A small resumable stage runner.
+
+Each stage declares the config payload it reads and the stages it reads from. Its
+*fingerprint* is a hash of that payload, its code version and its upstream stages'
+fingerprints, so a changed config field changes the fingerprint of exactly the stages
+that read it and of everything downstream of them — and of nothing else.
+
+``stages.json`` in the run directory records, per stage, the fingerprint it last ran
+with and whether it finished (``done``) or was interrupted (``running``). On a re-run:
+
+* ``done`` with the same fingerprint and all outputs present -> skipped;
+* ``running`` with the same fingerprint and the stage is internally resumable (experts,
+  scoring) -> run again *keeping* its partial outputs, so it redoes only what is missing;
+* anything else -> its outputs are removed and it runs from scratch.
+
+The record is rewritten atomically after every state change, so a SIGKILL at any
+moment leaves a consistent file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from taskpgm.errors import InputError
+from taskpgm.io import atomic_write_json, read_json
+
+STAGES_FILE = "stages.json"
+
+Action = Literal["skip", "run", "resume"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
+
+    ``payload`` is the JSON-able slice of the config this stage depends on; ``deps``
+    names upstream stages; ``outputs`` are paths relative to the run directory that the
+    stage owns (removed before a from-scratch re-run). ``version`` is bumped when the
+    stage's code changes its output for the same config.
+    """
+
+    name: str
+    run: Callable[[], None]
+    payload: Any = None
+    deps: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    resumable: bool = False
+    version: int = 1
+
+
+class StageState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fingerprint: str
+    status: Literal["running", "done"]
+    seconds: float | None = None
+
+
+class StagesRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["taskpgm-stages"] = "taskpgm-stages"
+    version: int = 1
+    stages: dict[str, StageState] = {}
+
+
+def _digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprints(stages: Iterable[Stage]) -> dict[str, str]:
+    """Fingerprint of every stage, in dependency order (stages must be topologically sorted)."""
+    out: dict[str, str] = {}
+    for st in stages:
+        missing = [d for d in st.deps if d not in out]
+        if missing:
+            raise ValueError(f"stage {st.name!r} depends on {missing} which come later or are unknown")
+        out[st.name] = _digest(
+            {
+                "stage": st.name,
+                "version": st.version,
+                "payload": st.payload,
+                "deps": {d: out[d] for d in st.deps},
+            }
+        )
+    return out
+
+
+@dataclass
+class PlanItem:
+    stage: Stage
+    fingerprint: str
+    action: Action
+    reason: str
+
+
+@dataclass
+class RunSummary:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Runner:
+    """Plans and runs stages in a run directory, recording progress in ``stages.json``."""
+
+    def __init__(self, run_dir: str | Path, stages: list[Stage]):
+        self.run_dir = Path(run_dir)
+        self.stages = list(stages)
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError("stage names must be unique")
+        self.fingerprints = fingerprints(self.stages)
+        self.record = self._load_record()
+
+    # -- record ---------------------------------------------------------------------------
+    @property
+    def record_path(self) -> Path:
+        return self.run_dir / STAGES_FILE
+
+    def _load_record(self) -> StagesRecord:
+        if not self.record_path.is_file():
+            return StagesRecord()
+        try:
+            return StagesRecord.model_validate(read_json(self.record_path))
+        except ValidationError as exc:
+            raise InputError(
+                f"{self.record_path}: not a taskpgm stage record ({exc.errors()[0]['msg']}); "
+                "remove it to start the run afresh"
+            ) from None
+
+    def _save_record(self) -> None:
+        atomic_write_json(self.record_path, self.record.model_dump(mode="json"))
+
+    # -- planning -------------------------------------------------------------------------
+    def plan(self) -> list[PlanItem]:
+        items: list[PlanItem] = []
+        rerun: set[str] = set()
+        for st in self.stages:
+            fp = self.fingerprints[st.name]
+            state = self.record.stages.get(st.name)
+            upstream = [d for d in st.deps if d in rerun]
+            if state is None:
+                action, reason = "run", "not run yet"
+            elif state.fingerprint != fp:
+                action, reason = "run", "config or inputs changed"
+            elif state.status == "running":
+                action, reason = ("resume", "interrupted; resuming") if st.resumable else (
+                    "run", "interrupted; restarting")
+            elif upstream:
+                action, reason = "run", f"upstream {upstream[0]!r} re-runs"
+            elif missing := [o for o in st.outputs if not (self.run_dir / o).exists()]:
+                action, reason = "run", f"output {missing[0]!r} missing"
+            else:
+                action, reason = "skip", "up to date"
+            if action != "skip":
+                rerun.add(st.name)
+            items.append(PlanItem(st, fp, action, reason))
+        return items
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, on_event: Callable[[str, PlanItem, float | None], None] | None = None
+            ) -> RunSummary:
+        summary = RunSummary()
+        for item in self.plan():
+            st = item.stage
+            if item.action == "skip":
+                summary.skipped.append(st.name)
+                if on_event:
+                    on_event("skip", item, None)
+                continue
+            if item.action == "run":
+                self._remove_outputs(st)
+            # Mark as running *before* touching outputs, so a kill leaves "running".
+            self.record.stages[st.name] = StageState(fingerprint=item.fingerprint, status="running")
+            self._save_record()
+            if on_event:
+                on_event("start", item, None)
+            t0 = time.perf_counter()
+            st.run()
+            dt = time.perf_counter() - t0
+            self.record.stages[st.name] = StageState(
+                fingerprint=item.fingerprint, status="done", seconds=round(dt, 3)
+            )
+            self._save_record()
+            summary.ran.append(st.name)
+            summary.seconds[st.name] = dt
+            if on_event:
+                on_event("done", item, dt)
+        return summary
+
+    def _remove_outputs(self, st: Stage) -> None:
+        for rel in st.outputs:
+            p = self.run_dir / rel
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()

@@ -1,0 +1,186 @@
+"""Assemble the report of a run: checks, r-path, task influence, evaluations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskpgm.affinity.io import AffinityMatrix, load_affinity
+from taskpgm.mixture.record import Mixture
+from taskpgm.report import Check, InfluenceRow, ModelEval, PathData, ReportInputs, build_report
+
+# -- informativeness checks (DESIGN.md, "What makes a quality benchmark informative") ----
+
+
+def check_experts_beat_base(table, train: list[str], base: str = "base") -> Check:
+    """Each expert should clearly beat the base model on its own task's probe set."""
+    if base not in table.experts:
+        return Check("experts beat the base model on their own task", None, "no base scores")
+    gains = []
+    for t in train:
+        n_tok = np.maximum(table.n_tokens(t).astype(np.float64), 1.0)
+        gain = np.mean((table.shard(t, t).logprob - table.shard(base, t).logprob) / n_tok)
+        gains.append(float(gain))
+    g = np.asarray(gains)
+    wins = int((g > 0).sum())
+    detail = (f"{wins}/{len(g)} experts beat the base on their own probe set; per-token "
+              f"log-likelihood gain median {np.median(g):.3f}, min {g.min():.3f} nats")
+    return Check("experts beat the base model on their own task", wins == len(g), detail)
+
+
+def check_family_structure(aff: AffinityMatrix, families: dict[str, str | None],
+                           seed: int = 0, permutations: int = 2000) -> Check:
+    """Within-family affinity should exceed across-family affinity if the proxy sees skills.
+
+    Reports both means and a one-sided permutation p-value (family labels shuffled).
+    """
+    name = "within-family affinity exceeds across-family affinity"
+    labels = [families.get(t) for t in aff.names]
+    if any(lab is None for lab in labels) or len(set(labels)) < 2:
+        return Check(name, None, "the pool has no family labels")
+    s = 0.5 * (aff.matrix + aff.matrix.T)
+    iu = np.triu_indices(aff.n, 1)
+    vals = s[iu]
+    lab = np.array(labels)
+
+    def diff(lb: np.ndarray) -> tuple[float, float, float]:
+        same = (lb[:, None] == lb[None, :])[iu]
+        if same.all() or not same.any():
+            return 0.0, float("nan"), float("nan")
+        w, a = vals[same].mean(), vals[~same].mean()
+        return float(w - a), float(w), float(a)
+
+    d, within, across = diff(lab)
+    if not np.isfinite(within):
+        return Check(name, None, "every family has one task")
+    rng = np.random.default_rng(seed)
+    null = np.array([diff(rng.permutation(lab))[0] for _ in range(permutations)])
+    p = (1 + int((null >= d).sum())) / (permutations + 1)
+    detail = (f"mean within-family {within:.4f} vs across-family {across:.4f} "
+              f"(difference {d:.4f}, permutation p = {p:.3g})")
+    return Check(name, bool(d > 0 and p < 0.05), detail)
+
+
+def check_learnable(evals: dict[str, ModelEval], base: ModelEval | None) -> Check:
+    """Models trained on mixtures should beat the untrained-on-mixture base on held-out loss."""
+    name = "evaluation is learnable (mixture models beat the base model)"
+    if base is None or not evals:
+        return Check(name, None, "no evaluations")
+    b = base.mean("loss_per_token")
+    losses = {k: v.mean("loss_per_token") for k, v in evals.items()}
+    better = [k for k, v in losses.items() if v is not None and b is not None and v < b]
+    scores = {k: v.mean_score() for k, v in evals.items()}
+    bs = base.mean_score()
+    sc = "" if bs is None else (
+        f"; accuracy/exact match: base {bs:.3f}, strategies "
+        f"{min(x for x in scores.values() if x is not None):.3f}.."
+        f"{max(x for x in scores.values() if x is not None):.3f}")
+    detail = (f"{len(better)}/{len(losses)} strategies beat the base held-out loss {b:.3f}"
+              f"{sc}")
+    return Check(name, len(better) == len(losses), detail)
+
+
+def check_budget_binds(evals: dict[str, ModelEval], steps: int, batch: int, budget: int
+                       ) -> Check:
+    """With enough steps to learn everything every mixture ties: report the spread."""
+    losses = [v.mean("loss_per_token") for v in evals.values()]
+    losses = [x for x in losses if x is not None]
+    epochs = steps * batch / max(budget, 1)
+    if len(losses) < 2:
+        return Check("strategies differ (the budget binds)", None,
+                     f"training passes over the sampled data: {epochs:.2f}")
+    spread = max(losses) - min(losses)
+    return Check("strategies differ (the budget binds)", None,
+                 f"spread of mean held-out loss across strategies {spread:.4f} nats/token; "
+                 f"training makes {epochs:.2f} passes over the {budget} sampled examples "
+                 "(informational: judge differences with the paired benchmark's intervals)")
+
+
+# -- solver-derived views -----------------------------------------------------------------
+
+
+def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
+    """The options the main mixture was solved with (given utilities re-read from disk)."""
+    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma")
+    out = {k: mixture.params[k] for k in keep if k in mixture.params}
+    if out.get("unary") == "given" and ctx.paths.utilities.is_file():
+        from taskpgm.pipeline.stages import load_utilities, _scale_like_rowsum
+
+        _, u = load_utilities(ctx)
+        aff = load_affinity(ctx.paths.affinity)
+        out["utilities"] = _scale_like_rowsum(u, aff.matrix)
+    elif out.get("unary") in ("given", "target"):
+        out["unary"] = "rowsum"  # cannot reproduce; show the reference path instead
+    return out
+
+
+def compute_path(aff: AffinityMatrix, points: int, **opts: Any) -> PathData:
+    """TaskPGM's exact optimum over a log grid of r = beta/lambda through 1/n."""
+    from taskpgm.mixture import default_rs, r_path
+
+    opts = {k: v for k, v in opts.items() if k not in ("beta", "lam")}
+    path = r_path(aff, rs=default_rs(aff.n, points), **opts)
+    return PathData(np.asarray(path.rs), np.asarray(path.weights), list(path.names))
+
+
+def compute_influence(aff: AffinityMatrix, mixture: Mixture, **opts: Any) -> list[InfluenceRow]:
+    """Leave-one-task-out: re-solve without each task; L1 move of the rest and energy change."""
+    from taskpgm.mixture import solve
+
+    full = mixture.as_dict()
+    e_full = float(mixture.diagnostics.get("energy", np.nan))
+    rows = []
+    utilities = opts.pop("utilities", None)
+    for i, t in enumerate(aff.names):
+        keep = [j for j in range(aff.n) if j != i]
+        if len(keep) < 2:
+            break
+        sub = AffinityMatrix([aff.names[j] for j in keep], aff.matrix[np.ix_(keep, keep)],
+                             aff.kind)
+        kw = dict(opts)
+        if utilities is not None:
+            kw["utilities"] = np.asarray(utilities)[keep]
+        m = solve(sub, names=sub.names, method="taskpgm", **kw)
+        rest = np.array([full[n] for n in sub.names])
+        rest = rest / rest.sum() if rest.sum() > 0 else rest
+        l1 = float(np.abs(m.weights - rest).sum())
+        e = float(m.diagnostics.get("energy", np.nan))
+        rows.append(InfluenceRow(t, full[t], l1, e - e_full))
+    return rows
+
+
+def report_for_run(ctx) -> Path:
+    from taskpgm.pipeline.stages import BASE_EVAL
+    from taskpgm.scores import ScoreTable
+
+    cfg, paths = ctx.cfg, ctx.paths
+    aff = load_affinity(paths.affinity)
+    pool = ctx.pool()
+    mixtures = {s.name: Mixture.load(paths.strategy_mixture(s.name)) for s in cfg.strategies}
+    main = Mixture.load(paths.mixture)
+    evals = {s.name: ModelEval.load(paths.eval(s.name)) for s in cfg.strategies
+             if paths.eval(s.name).is_file()}
+    base = ModelEval.load(paths.eval(BASE_EVAL)) if paths.eval(BASE_EVAL).is_file() else None
+    table = ScoreTable.load(paths.scores)
+    train = ctx.train_task_names()
+    checks = [
+        check_experts_beat_base(table, train),
+        check_family_structure(aff, {t.name: t.family for t in pool.tasks}, seed=cfg.run.seed),
+        check_learnable(evals, base),
+        check_budget_binds(evals, cfg.train.steps, cfg.train.batch_size, cfg.sample.budget),
+    ]
+    opts = _solver_kwargs(ctx, main)
+    path = compute_path(aff, cfg.report.path_points, **opts)
+    infl = compute_influence(aff, main, **opts) if cfg.report.influence else None
+    notes = [f"Run directory: {paths.root}. Pool: {len(train)} training tasks, "
+             f"{len(pool.heldout_tasks())} held-out tasks. Budget {cfg.sample.budget} examples, "
+             f"{cfg.train.steps} training steps per strategy, seed {cfg.run.seed}."]
+    inp = ReportInputs(aff, mixtures, evals, base, checks, path, infl,
+                       title="taskpgm run report", notes=notes)
+    out = build_report(paths.root, inp)
+    from taskpgm.io import atomic_write_json
+
+    atomic_write_json(paths.root / "checks.json", [c.to_json() for c in checks])
+    return out

@@ -1,0 +1,506 @@
+"""The taskpgm pipeline's stages, built from one :class:`~taskpgm.config.Config`.
+
+Run directory layout (every file written atomically)::
+
+    run/config.yaml              the resolved config
+    run/stages.json              stage fingerprints and status (resume record)
+    run/pool/                    the task pool
+    run/base/                    the base model (tiny, built here) unless model.base is a dir
+    run/experts/<task>/          one expert per training task
+    run/scores/                  Parquet shards: every expert (and the base) on every task
+    run/affinity.npz             the affinity matrix between training tasks
+    run/utilities.json           target-aware utilities (expert gain on the target tasks)
+    run/mixture.json             the mixture from the ``mixture`` section (the main product)
+    run/mixtures/<strategy>.json one mixture per compared strategy
+    run/data/<strategy>/         the materialised training set (train.jsonl + manifest.json)
+    run/models/<strategy>/       the model trained on it
+    run/eval/<name>.json         evaluation of each strategy's model and of the base model
+    run/report.html, run/report/ the report and its PNG figures
+
+Heavy libraries (torch) are imported inside the stage functions, so planning a run
+(``taskpgm run --plan``) is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskpgm.config import Config, StrategyConfig
+from taskpgm.errors import ConfigError, InputError
+from taskpgm.io import atomic_write_json, read_json, sha256_file
+from taskpgm.mixture.record import Mixture
+from taskpgm.pipeline.framework import Stage
+
+BASE_EVAL = "base"
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def pool(self) -> Path:
+        return self.root / "pool"
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def experts(self) -> Path:
+        return self.root / "experts"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores"
+
+    @property
+    def affinity(self) -> Path:
+        return self.root / "affinity.npz"
+
+    @property
+    def utilities(self) -> Path:
+        return self.root / "utilities.json"
+
+    @property
+    def mixture(self) -> Path:
+        return self.root / "mixture.json"
+
+    def strategy_mixture(self, name: str) -> Path:
+        return self.root / "mixtures" / f"{name}.json"
+
+    def data(self, name: str) -> Path:
+        return self.root / "data" / name
+
+    def model(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def eval(self, name: str) -> Path:
+        return self.root / "eval" / f"{name}.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+
+class PipelineContext:
+    """Paths and lazily loaded inputs shared by the stage functions."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path | None = None, progress: bool = True):
+        self.cfg = cfg
+        self.paths = RunPaths(Path(run_dir) if run_dir is not None else Path(cfg.run.dir))
+        self.progress = progress
+
+    # Where the pool and base model live: in the run dir, or outside when user-given.
+    @property
+    def pool_dir(self) -> Path:
+        if self.cfg.pool.source == "dir":
+            return Path(self.cfg.pool.path or "")
+        return self.paths.pool
+
+    @property
+    def base_dir(self) -> Path:
+        if self.cfg.model.base != "tiny":
+            return Path(self.cfg.model.base)
+        return self.paths.base
+
+    def pool(self):
+        from taskpgm.tasks.pool import Pool
+
+        return Pool.load(self.pool_dir)
+
+    def train_task_names(self) -> list[str]:
+        return [t.name for t in self.pool().train_tasks()]
+
+    def eval_task_names(self) -> list[str]:
+        pool = self.pool()
+        sel = self.cfg.evaluate.tasks
+        if sel == "heldout":
+            names = [t.name for t in pool.heldout_tasks()]
+            if not names:
+                raise InputError(
+                    f"{pool.root}: no held-out tasks to evaluate on; set evaluate.tasks to "
+                    "'all' or a list of task names"
+                )
+            return names
+        if sel == "all":
+            return pool.names
+        for name in sel:
+            pool.task(name)
+        return list(sel)
+
+    def target_task_names(self, targets: list[str] | str) -> list[str]:
+        pool = self.pool()
+        if targets == "heldout":
+            names = [t.name for t in pool.heldout_tasks()]
+            if not names:
+                raise InputError(
+                    f"{pool.root}: mixture.targets is 'heldout' but the pool has no held-out tasks"
+                )
+            return names
+        for name in targets:
+            pool.task(name)
+        return list(targets)
+
+
+# -- stage functions --------------------------------------------------------------------
+
+
+def stage_pool(ctx: PipelineContext) -> None:
+    pc = ctx.cfg.pool
+    out = ctx.paths.pool
+    seed = pc.seed if pc.seed is not None else ctx.cfg.run.seed
+    if pc.source == "synthetic":
+        from taskpgm.tasks.synth import build_synthetic_pool
+
+        kwargs: dict[str, Any] = {"scale": pc.scale}
+        if pc.families:
+            kwargs["families"] = tuple(pc.families)
+        build_synthetic_pool(out, seed=seed, **kwargs)
+    elif pc.source == "import":
+        from taskpgm.tasks.importers import import_sources
+
+        import_sources(pc.paths, out)
+        _mark_heldout(out, pc.heldout)
+    elif pc.source == "bigbench":
+        from taskpgm.tasks.bigbench import build_bigbench_pool
+
+        build_bigbench_pool(list(pc.tasks) + list(pc.heldout), out)
+        _mark_heldout(out, pc.heldout)
+    else:  # "dir": used in place; just check it loads.
+        ctx.pool()
+
+
+def _mark_heldout(pool_dir: Path, heldout: list[str]) -> None:
+    """Give the named tasks the role ``heldout`` (evaluation only) in ``pool.json``."""
+    if not heldout:
+        return
+    from taskpgm.tasks.pool import Pool, write_manifest
+
+    pool = Pool.load(pool_dir)
+    for name in heldout:
+        pool.task(name)
+    tasks = [t.model_copy(update={"role": "heldout"}) if t.name in heldout else t
+             for t in pool.manifest.tasks]
+    write_manifest(pool_dir, pool.manifest.model_copy(update={"tasks": tasks}))
+
+
+def stage_base(ctx: PipelineContext) -> None:
+    """Build the tiny base model (optionally pre-trained on all training tasks)."""
+    from taskpgm.models.tiny import TinyConfig, build_tiny_model
+
+    t = ctx.cfg.model.tiny
+    tiny = TinyConfig(vocab_size=t.vocab_size, n_layer=t.n_layer, n_embd=t.n_embd,
+                      n_head=t.n_head)
+    seed = ctx.cfg.run.seed
+    if t.pretrain_steps == 0:
+        build_tiny_model(ctx.pool(), ctx.paths.base, seed=seed, config=tiny)
+        return
+    from taskpgm.models.train import train_model
+
+    init = ctx.paths.root / "base-init"
+    build_tiny_model(ctx.pool(), init, seed=seed, config=tiny)
+    pool = ctx.pool()
+    examples = [ex for name in ctx.train_task_names() for ex in pool.examples(name, "train")]
+    e = ctx.cfg.experts
+    train_model(init, examples, ctx.paths.base, steps=t.pretrain_steps, batch_size=e.batch_size,
+                lr=e.lr, seed=seed, progress=ctx.progress, description="base pre-training")
+
+
+def stage_experts(ctx: PipelineContext) -> None:
+    from taskpgm.models.train import train_experts
+
+    e = ctx.cfg.experts
+    train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, steps=e.steps,
+                  batch_size=e.batch_size, lr=e.lr, seed=ctx.cfg.run.seed, lora=e.lora,
+                  progress=ctx.progress)
+
+
+def stage_scores(ctx: PipelineContext) -> None:
+    from taskpgm.models.scoring import score_pool
+
+    s = ctx.cfg.scoring
+    # The base model is scored too: the "experts beat base" check and the target-aware
+    # utilities for held-out tasks (which have no experts) both need it.
+    score_pool(ctx.pool(), ctx.paths.experts, ctx.paths.scores, executor=s.executor,
+               topk=s.topk, include_base=ctx.base_dir, address=s.ray_address,
+               progress=ctx.progress)
+
+
+def stage_affinity(ctx: PipelineContext) -> None:
+    from taskpgm.affinity import compute_affinity
+    from taskpgm.affinity.io import save_affinity
+    from taskpgm.scores import ScoreTable
+
+    a = ctx.cfg.affinity
+    # Held-out tasks (no expert) and the base model's row are left out by compute_affinity.
+    table = ScoreTable.load(ctx.paths.scores)
+    aff = compute_affinity(table, metric=a.metric, normalize=a.normalize, bootstrap=a.bootstrap,
+                           seed=ctx.cfg.run.seed)
+    save_affinity(ctx.paths.affinity, aff)
+
+
+def stage_utilities(ctx: PipelineContext) -> None:
+    """Target-aware utilities for held-out targets, which have no experts of their own.
+
+    For a training task A and target T, the utility is the mean per-token log-likelihood
+    gain of A's expert over the base model on T's probe examples,
+    ``mean_{x in D_T} (log p_A(x) - log p_base(x)) / len(x)``, averaged over targets:
+    the PMI-style quantity available without an expert for T. Targets that do have
+    experts use the same formula, so the two cases are on one scale.
+    """
+    from taskpgm.scores import ScoreTable
+
+    table = ScoreTable.load(ctx.paths.scores)
+    train = ctx.train_task_names()
+    targets = ctx.target_task_names(ctx.cfg.mixture.targets)
+    base = _base_expert_name(table)
+    gains = np.zeros(len(train))
+    for t in targets:
+        n_tok = np.maximum(table.n_tokens(t).astype(np.float64), 1.0)
+        base_lp = table.shard(base, t).logprob / n_tok
+        for i, a in enumerate(train):
+            gains[i] += float(np.mean(table.shard(a, t).logprob / n_tok - base_lp))
+    gains /= len(targets)
+    atomic_write_json(ctx.paths.utilities, {
+        "tasks": train, "targets": targets, "utilities": [float(g) for g in gains],
+        "definition": "mean per-token log-likelihood gain of each expert over the base model "
+                      "on the targets' probe examples",
+    })
+
+
+def _base_expert_name(table) -> str:
+    for cand in ("base", "__base__", "_base"):
+        if cand in table.experts:
+            return cand
+    raise InputError(f"{table.root}: the scores hold no base-model row (expert 'base')")
+
+
+def load_utilities(ctx: PipelineContext) -> tuple[list[str], np.ndarray]:
+    raw = read_json(ctx.paths.utilities)
+    return list(raw["tasks"]), np.asarray(raw["utilities"], dtype=np.float64)
+
+
+def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
+    """One strategy's mixture over the training tasks (all strategies share this path)."""
+    from taskpgm.affinity.io import load_affinity
+    from taskpgm.mixture import solve
+
+    pool = ctx.pool()
+    train = ctx.train_task_names()
+    sizes = np.array([pool.task(t).count("train") for t in train], dtype=np.float64)
+    if strategy.method == "dirichlet":
+        # A random reference mixture: draw k of seed s is reproducible and independent.
+        alpha = float(strategy.params.get("alpha", 1.0))
+        draw = int(strategy.params.get("draw", 0))
+        rng = np.random.default_rng([ctx.cfg.run.seed, draw])
+        w = rng.dirichlet(np.full(len(train), alpha))
+        return Mixture("dirichlet", train, w, params={"alpha": alpha, "draw": draw,
+                                                      "strategy": strategy.name})
+    aff = load_affinity(ctx.paths.affinity)
+    if aff.names != train:
+        raise InputError(f"{ctx.paths.affinity}: task names differ from the pool's training tasks")
+    kwargs: dict[str, Any] = {"method": strategy.method, "names": train, "sizes": sizes}
+    if strategy.method in ("taskpgm", "taskpgm-paper"):
+        m = ctx.cfg.mixture
+        opts: dict[str, Any] = {"kernel": m.kernel, "unary": m.unary, "targets": m.targets,
+                                "beta": m.beta, "lam": m.lam, "budget_k": m.budget_k}
+        if m.max_epochs is not None:
+            opts["caps"] = np.minimum(m.max_epochs * sizes / ctx.cfg.sample.budget, 1.0)
+        opts.update(strategy.params)
+        if opts.get("unary") == "target":
+            # Held-out targets have no experts, hence no row in the affinity matrix:
+            # use utilities measured from the scores instead (see stage_utilities).
+            names, u = load_utilities(ctx)
+            opts["unary"], opts["utilities"] = "given", _scale_like_rowsum(u, aff.matrix)
+            opts.pop("targets", None)
+        else:
+            opts.pop("targets", None)
+        kwargs.update(opts)
+    else:
+        kwargs.update(strategy.params)
+        if strategy.method == "unimax":
+            kwargs.setdefault("unimax_budget", ctx.cfg.sample.budget)
+    mix = solve(aff, **kwargs)
+    mix.params = {**mix.params, "strategy": strategy.name}
+    return mix
+
+
+def _scale_like_rowsum(u: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Put measured utilities on the scale of the reference ``u = K 1``.
+
+    Utilities are log-likelihood gains (nats/token); the kernel is built from the
+    affinity in its own units. Matching the spread of the row sums of the affinity keeps
+    ``beta`` and ``lam`` meaning the same thing for both unary choices.
+    """
+    s = 0.5 * (matrix + matrix.T)
+    ref = np.std(s.sum(axis=1))
+    spread = np.std(u)
+    if spread <= 0 or not np.isfinite(spread) or ref <= 0:
+        return u - u.mean()
+    return (u - u.mean()) * (ref / spread)
+
+
+def stage_main_mixture(ctx: PipelineContext) -> None:
+    main = StrategyConfig(name="mixture", method="taskpgm", params={})
+    solve_strategy(ctx, main).save(ctx.paths.mixture)
+
+
+def stage_strategy_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
+    solve_strategy(ctx, strategy).save(ctx.paths.strategy_mixture(strategy.name))
+
+
+def stage_data(ctx: PipelineContext, name: str) -> None:
+    from taskpgm.sample import materialise
+
+    s = ctx.cfg.sample
+    mix = Mixture.load(ctx.paths.strategy_mixture(name))
+    materialise(ctx.pool(), mix, s.budget, ctx.paths.data(name), seed=ctx.cfg.run.seed,
+                allocation=s.allocation, max_epochs=s.max_epochs)
+
+
+def stage_train(ctx: PipelineContext, name: str) -> None:
+    from taskpgm.models.train import train_model
+
+    t = ctx.cfg.train
+    train_model(ctx.base_dir, ctx.paths.data(name), ctx.paths.model(name), steps=t.steps,
+                batch_size=t.batch_size, lr=t.lr, seed=ctx.cfg.run.seed, lora=t.lora,
+                progress=ctx.progress, description=f"train {name}")
+
+
+def stage_eval(ctx: PipelineContext, name: str) -> None:
+    from taskpgm.pipeline.evaluation import evaluate_to_record
+
+    model_dir = ctx.base_dir if name == BASE_EVAL else ctx.paths.model(name)
+    rec = evaluate_to_record(model_dir, ctx.pool(), ctx.eval_task_names(), name,
+                             split=ctx.cfg.evaluate.split,
+                             max_examples=ctx.cfg.evaluate.max_examples)
+    rec.save(ctx.paths.eval(name))
+
+
+def stage_report(ctx: PipelineContext) -> None:
+    from taskpgm.pipeline.reporting import report_for_run
+
+    report_for_run(ctx)
+
+
+# -- the stage graph --------------------------------------------------------------------
+
+
+def _pool_payload(cfg: Config) -> Any:
+    p = cfg.pool.model_dump(mode="json")
+    if cfg.pool.source == "synthetic" and p["seed"] is None:
+        p["seed"] = cfg.run.seed
+    if cfg.pool.source == "dir":
+        # The pool lives outside the run: fingerprint its manifest's content.
+        manifest = Path(cfg.pool.path or "") / "pool.json"
+        p["manifest_sha256"] = sha256_file(manifest) if manifest.is_file() else None
+    if cfg.pool.source == "import":
+        p["files"] = _sources_digest(cfg.pool.paths)
+    return p
+
+
+def _sources_digest(paths: list[str]) -> list[Any]:
+    out = []
+    for src in paths:
+        root = Path(src)
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        out.append([[str(f), sha256_file(f) if f.is_file() else None] for f in files])
+    return out
+
+
+def build_stages(ctx: PipelineContext) -> list[Stage]:
+    """The stage graph for ``ctx.cfg``, topologically sorted."""
+    cfg = ctx.cfg
+    seed = cfg.run.seed
+    stages: list[Stage] = []
+    base_deps: tuple[str, ...] = ("pool",)
+    stages.append(Stage("pool", lambda: stage_pool(ctx), _pool_payload(cfg),
+                        outputs=("pool",) if cfg.pool.source != "dir" else ()))
+    if cfg.model.base == "tiny":
+        stages.append(Stage("base", lambda: stage_base(ctx),
+                            {"model": cfg.section("model"), "seed": seed,
+                             "pretrain": cfg.section("experts") if cfg.model.tiny.pretrain_steps
+                             else None},
+                            deps=("pool",), outputs=("base", "base-init")))
+        base_deps = ("base",)
+    else:
+        stages.append(Stage("base", lambda: None, {"model": cfg.section("model")}, deps=("pool",)))
+        base_deps = ("base",)
+    stages.append(Stage("experts", lambda: stage_experts(ctx),
+                        {"experts": cfg.section("experts"), "seed": seed},
+                        deps=base_deps, outputs=("experts",), resumable=True))
+    stages.append(Stage("scores", lambda: stage_scores(ctx), {"scoring": cfg.section("scoring")},
+                        deps=("experts",), outputs=("scores",), resumable=True))
+    stages.append(Stage("affinity", lambda: stage_affinity(ctx),
+                        {"affinity": cfg.section("affinity"), "seed": seed},
+                        deps=("scores",), outputs=("affinity.npz",)))
+    uses_target = _uses_target_utilities(cfg)
+    mix_deps: tuple[str, ...] = ("affinity",)
+    if uses_target:
+        stages.append(Stage("utilities", lambda: stage_utilities(ctx),
+                            {"targets": cfg.mixture.targets},
+                            deps=("scores",), outputs=("utilities.json",)))
+        mix_deps = ("affinity", "utilities")
+    stages.append(Stage("mixture", lambda: stage_main_mixture(ctx),
+                        {"mixture": cfg.section("mixture"), "budget": cfg.sample.budget},
+                        deps=mix_deps, outputs=("mixture.json",)))
+    for st in cfg.strategies:
+        s_payload = {"strategy": st.model_dump(mode="json"), "budget": cfg.sample.budget,
+                     "seed": seed}
+        if st.method in ("taskpgm", "taskpgm-paper"):
+            s_payload["mixture"] = cfg.section("mixture")
+        stages.append(Stage(f"mixture:{st.name}", _bind(stage_strategy_mixture, ctx, st),
+                            s_payload, deps=mix_deps,
+                            outputs=(f"mixtures/{st.name}.json",)))
+        stages.append(Stage(f"data:{st.name}", _bind(stage_data, ctx, st.name),
+                            {"sample": cfg.section("sample"), "seed": seed},
+                            deps=(f"mixture:{st.name}", "pool"), outputs=(f"data/{st.name}",)))
+        stages.append(Stage(f"train:{st.name}", _bind(stage_train, ctx, st.name),
+                            {"train": cfg.section("train"), "seed": seed},
+                            deps=(f"data:{st.name}", "base"), outputs=(f"models/{st.name}",)))
+        stages.append(Stage(f"eval:{st.name}", _bind(stage_eval, ctx, st.name),
+                            {"evaluate": cfg.section("evaluate")},
+                            deps=(f"train:{st.name}",), outputs=(f"eval/{st.name}.json",)))
+    stages.append(Stage(f"eval:{BASE_EVAL}", _bind(stage_eval, ctx, BASE_EVAL),
+                        {"evaluate": cfg.section("evaluate")},
+                        deps=("base",), outputs=(f"eval/{BASE_EVAL}.json",)))
+    if cfg.report.enabled:
+        deps = ["mixture", "scores", f"eval:{BASE_EVAL}"]
+        deps += [f"mixture:{s.name}" for s in cfg.strategies]
+        deps += [f"eval:{s.name}" for s in cfg.strategies]
+        stages.append(Stage("report", lambda: stage_report(ctx),
+                            {"report": cfg.section("report")}, deps=tuple(deps),
+                            outputs=("report.html", "report")))
+    return stages
+
+
+def _uses_target_utilities(cfg: Config) -> bool:
+    if cfg.mixture.unary == "target":
+        return True
+    return any(s.params.get("unary") == "target" for s in cfg.strategies
+               if s.method in ("taskpgm", "taskpgm-paper"))
+
+
+def _bind(fn, *args):
+    return lambda: fn(*args)
+
+
+def describe(cfg: Config) -> str:
+    return json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+
+
+__all__ = ["BASE_EVAL", "PipelineContext", "RunPaths", "build_stages", "solve_strategy",
+           "ConfigError"]

@@ -1,0 +1,157 @@
+"""Report figures (matplotlib, Agg backend), each returned as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from taskpgm.affinity.io import AffinityMatrix
+from taskpgm.mixture.record import Mixture
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    # Fixed metadata so equal figures give equal bytes.
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def cluster_order(aff: AffinityMatrix) -> list[int]:
+    """Leaf order of average-linkage clustering on the symmetrised affinity.
+
+    Affinities are similarities (PMI: 0 = interchangeable experts, more negative = more
+    different), so the distance is ``max(S) - S``, symmetrised, with a zero diagonal.
+    """
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    s = np.asarray(aff.matrix, dtype=np.float64)
+    n = s.shape[0]
+    if n < 3:
+        return list(range(n))
+    s = 0.5 * (s + s.T)
+    d = s.max() - s
+    np.fill_diagonal(d, 0.0)
+    d = np.maximum(d, 0.0)
+    return [int(i) for i in leaves_list(linkage(squareform(d, checks=False), method="average"))]
+
+
+def affinity_heatmap(aff: AffinityMatrix, order: Sequence[int]) -> bytes:
+    plt = _plt()
+    n = aff.n
+    size = min(4 + 0.22 * n, 16)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    m = np.asarray(aff.matrix)[np.ix_(order, order)]
+    im = ax.imshow(m, cmap="viridis", interpolation="nearest")
+    labels = [aff.names[i] for i in order]
+    if n <= 80:
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_title(f"Task affinity ({aff.kind}), cluster order")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+def mixture_bars(mixtures: dict[str, Mixture], tasks: Sequence[str]) -> bytes:
+    """One panel per strategy, tasks on a shared x axis in cluster order."""
+    plt = _plt()
+    k = max(len(mixtures), 1)
+    n = len(tasks)
+    fig, axes = plt.subplots(k, 1, figsize=(max(6, 0.28 * n + 2), 1.5 * k + 1), sharex=True,
+                             squeeze=False)
+    for ax, (name, mix) in zip(axes[:, 0], mixtures.items(), strict=False):
+        w = mix.as_dict()
+        ax.bar(range(n), [w.get(t, 0.0) for t in tasks], color="tab:blue")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        ax.axhline(1.0 / max(n, 1), color="grey", lw=0.6, ls="--")
+    axes[-1, 0].set_xticks(range(n), list(tasks), rotation=90, fontsize=7)
+    axes[0, 0].set_title("Mixture weights per strategy (dashed: uniform)")
+    return _png(fig)
+
+
+@dataclass
+class PathData:
+    """The TaskPGM optimum as r = beta/lambda varies: ``weights[i]`` is the mixture at ``r[i]``."""
+
+    r: np.ndarray
+    weights: np.ndarray
+    tasks: list[str]
+
+
+def path_plot(path: PathData) -> bytes:
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    w = np.asarray(path.weights)
+    order = np.argsort(-w.max(axis=0))
+    for j in order[:12]:
+        ax.plot(path.r, w[:, j], lw=1.4, label=path.tasks[j])
+    for j in order[12:]:
+        ax.plot(path.r, w[:, j], lw=0.6, color="grey", alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_ylabel("weight")
+    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    ax.set_title("r-path: mixture as r = beta/lambda varies")
+    ax2.step(path.r, (w > 1e-9).sum(axis=1), where="mid")
+    ax2.set_ylabel("support size")
+    ax2.set_xlabel("r = beta / lambda")
+    return _png(fig)
+
+
+@dataclass
+class InfluenceRow:
+    """Leave-one-task-out: how the optimum moves when ``task`` is removed from the pool."""
+
+    task: str
+    weight: float
+    l1_change: float  # L1 distance between the other tasks' weights before and after
+    energy_change: float  # optimal energy without the task minus with it (>= 0)
+
+
+def influence_plot(rows: Sequence[InfluenceRow]) -> bytes:
+    plt = _plt()
+    rows = sorted(rows, key=lambda r: -r.l1_change)
+    n = len(rows)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 0.22 * n + 1.5), sharey=True)
+    y = np.arange(n)
+    a1.barh(y, [r.l1_change for r in rows], color="tab:orange")
+    a1.set_yticks(y, [r.task for r in rows], fontsize=7)
+    a1.invert_yaxis()
+    a1.set_xlabel("L1 change of the other weights")
+    a2.barh(y, [r.energy_change for r in rows], color="tab:green")
+    a2.set_xlabel("energy increase when removed")
+    fig.suptitle("Task influence (leave one task out)")
+    return _png(fig)
+
+
+def eval_bars(names: Sequence[str], losses: Sequence[float | None], base_loss: float | None
+              ) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(names) + 2), 3.2))
+    vals = [np.nan if v is None else v for v in losses]
+    ax.bar(range(len(names)), vals, color="tab:purple")
+    if base_loss is not None:
+        ax.axhline(base_loss, color="red", ls="--", lw=1, label="base model")
+        ax.legend(fontsize=8)
+    finite = [v for v in vals if np.isfinite(v)] + ([base_loss] if base_loss else [])
+    if finite:
+        lo, hi = min(finite), max(finite)
+        pad = 0.1 * (hi - lo) + 1e-6
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xticks(range(len(names)), list(names), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("held-out loss / token")
+    ax.set_title("Mean held-out loss per token (lower is better)")
+    return _png(fig)

@@ -1,0 +1,302 @@
+"""Import task pools from the formats people hold their data in.
+
+* A JSONL file (one example per line) or a JSON file (a list of examples, or the
+  reference ``{"train": [...], "validation": [...]}`` form, or a BIG-bench
+  ``task.json``) is one task, named after the file.
+* A directory of such files: one task per file, named by its path under the directory.
+* A Hugging Face dataset saved with ``save_to_disk``: a task column splits it into
+  tasks, and a column mapping says which columns hold the prompt and the response.
+
+Examples may use ``prompt``/``response``, ``inputs``/``targets``, ``input``/``output``,
+``instruction``/``input``/``output`` (Alpaca) or chat ``messages``; a line may carry a
+``split`` field (train / validation / test / ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taskpgm.errors import InputError
+from taskpgm.io import iter_jsonl, read_json
+from taskpgm.tasks.pool import Example, Pool, TaskInfo
+from taskpgm.tasks.splits import SPLIT_ALIASES, SplitConfig, SplitReport, example_id, split_task
+from taskpgm.tasks.writer import TaskData, write_pool
+
+# (prompt field, response field) pairs tried in order when no mapping is given.
+FIELD_PAIRS: tuple[tuple[str, str], ...] = (
+    ("prompt", "response"),
+    ("inputs", "targets"),
+    ("input", "target"),
+    ("input", "output"),
+    ("question", "answer"),
+    ("source", "target"),
+)
+SUFFIXES = (".jsonl", ".json")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which fields hold the prompt and response (None: guess from FIELD_PAIRS)."""
+
+    prompt: str | None = None
+    response: str | None = None
+    options: str | None = None
+    answer: str | None = None
+
+
+@dataclass
+class ImportResult:
+    pool: Pool
+    report: SplitReport
+
+
+def _text(value: Any, where: str, field: str) -> str:
+    # Reference-format targets are often a one-element list.
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise InputError(f"{where}: field {field!r} must be a string")
+    return value
+
+
+def parse_record(rec: dict[str, Any], where: str, cols: ColumnMap) -> Example:
+    """Turn one source record into an Example; every error names ``where``."""
+    if "messages" in rec and cols.prompt is None:
+        rec = dict(rec)
+        rec.setdefault("id", "")
+        ex = Example.from_record(rec, where)
+        return ex if ex.id else _with_id(ex)
+    if cols.prompt is not None:
+        pairs: Sequence[tuple[str, str]] = ((cols.prompt, cols.response or "response"),)
+    elif "instruction" in rec and "output" in rec:  # Alpaca: instruction + optional input
+        extra = rec.get("input") or ""
+        prompt = _text(rec["instruction"], where, "instruction")
+        if extra:
+            prompt += "\n" + _text(extra, where, "input")
+        return _finish(rec, prompt, _text(rec["output"], where, "output"), where, cols)
+    else:
+        pairs = FIELD_PAIRS
+    for p_field, r_field in pairs:
+        if p_field in rec and r_field in rec:
+            prompt = _text(rec[p_field], where, p_field)
+            response = _text(rec[r_field], where, r_field)
+            return _finish(rec, prompt, response, where, cols)
+    if cols.prompt is not None:
+        missing = cols.prompt if cols.prompt not in rec else cols.response or "response"
+        raise InputError(f"{where}: missing field {missing!r}")
+    raise InputError(
+        f"{where}: missing fields: need 'prompt' and 'response' (or inputs/targets, "
+        "input/output, messages)"
+    )
+
+
+def _finish(
+    rec: dict[str, Any], prompt: str, response: str, where: str, cols: ColumnMap
+) -> Example:
+    opt_field, ans_field = cols.options or "options", cols.answer or "answer"
+    out: dict[str, Any] = {"id": rec.get("id", ""), "prompt": prompt, "response": response}
+    options = rec.get(opt_field)
+    if options is not None:
+        out["options"] = options
+        answer = rec.get(ans_field)
+        if isinstance(answer, str) and isinstance(options, list) and answer in options:
+            answer = options.index(answer)
+        out["answer"] = answer
+        if isinstance(answer, int) and isinstance(options, list) and 0 <= answer < len(options):
+            out["response"] = options[answer]
+    ex = Example.from_record(out, where)
+    return ex if ex.id else _with_id(ex)
+
+
+def _with_id(ex: Example) -> Example:
+    return Example(example_id(ex.prompt, ex.response), ex.prompt, ex.response,
+                   ex.options, ex.answer, ex.messages)
+
+
+def _split_of(rec: dict[str, Any], where: str, default: str) -> str:
+    raw = rec.get("split", default)
+    split = SPLIT_ALIASES.get(str(raw).lower())
+    if split is None:
+        raise InputError(f"{where}: field 'split' has unknown value {raw!r}")
+    return split
+
+
+def read_task_file(path: Path, cols: ColumnMap) -> tuple[dict[str, list[Example]], dict[str, Any]]:
+    """Read one task file: examples per pool split, plus metadata for pool.json."""
+    given: dict[str, list[Example]] = {}
+    meta: dict[str, Any] = {}
+    if path.suffix == ".jsonl":
+        for lineno, rec in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            given.setdefault(_split_of(rec, where, "train"), []).append(
+                parse_record(rec, where, cols)
+            )
+        return given, meta
+    raw = read_json(path)
+    if isinstance(raw, dict) and "examples" in raw:  # a BIG-bench task.json
+        from taskpgm.tasks.bigbench import convert_task_json
+
+        examples, meta, _kind = convert_task_json(raw, str(path))
+        return {"train": examples}, meta
+    if isinstance(raw, list):
+        raw = {"train": raw}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a list of examples or an object of splits")
+    for split_name, records in raw.items():
+        split = SPLIT_ALIASES.get(split_name.lower())
+        if split is None:
+            raise InputError(f"{path}: unknown split {split_name!r} (use train/validation/test)")
+        if not isinstance(records, list):
+            raise InputError(f"{path}: split {split_name!r} must be a list of examples")
+        for i, rec in enumerate(records):
+            where = f"{path}: {split_name}[{i}]"
+            if not isinstance(rec, dict):
+                raise InputError(f"{where}: expected a JSON object")
+            given.setdefault(split, []).append(parse_record(rec, where, cols))
+    return given, meta
+
+
+def task_name_for(rel: Path) -> str:
+    """A path-safe task name from a file's path relative to the import root."""
+    stem = str(rel.with_suffix("")).replace("/", ".")
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", stem).lstrip("._-")
+    return name or "task"
+
+
+def _kind(examples: Iterable[Example]) -> str:
+    return "multiple_choice" if any(e.options is not None for e in examples) else "generative"
+
+
+def discover(sources: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """Expand files and directories into (task name, file) pairs, sorted within a dir."""
+    found: list[tuple[str, Path]] = []
+    for src in sources:
+        src = Path(src)
+        if src.is_dir():
+            files = sorted(p for p in src.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            if not files:
+                raise InputError(f"{src}: no .jsonl or .json files in this directory")
+            found.extend((task_name_for(p.relative_to(src)), p) for p in files)
+        elif src.is_file():
+            if src.suffix not in SUFFIXES:
+                raise InputError(f"{src}: expected a .jsonl or .json file")
+            found.append((task_name_for(Path(src.name)), src))
+        else:
+            raise InputError(f"{src}: file not found")
+    return found
+
+
+def import_files(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    split: SplitConfig | None = None,
+    columns: ColumnMap | None = None,
+    role: str = "train",
+) -> ImportResult:
+    """Import JSONL/JSON files (or directories of them) as a pool at ``out``."""
+    cfg, cols = split or SplitConfig(), columns or ColumnMap()
+    report = SplitReport()
+    seen: dict[str, Path] = {}
+
+    def tasks() -> Iterable[TaskData]:
+        for name, path in discover(sources):
+            if name in seen:
+                raise InputError(f"duplicate task name {name!r}: {seen[name]} and {path}")
+            seen[name] = path
+            given, meta = read_task_file(path, cols)
+            if not any(given.values()):
+                raise InputError(f"{path}: task {name!r} is empty")
+            splits, rep = split_task(name, given, cfg)
+            report.add(rep)
+            examples = [e for s in splits.values() for e in s]
+            info = TaskInfo(name=name, source=str(path), role=role,  # type: ignore[arg-type]
+                            kind=_kind(examples), metadata=meta)  # type: ignore[arg-type]
+            yield TaskData(info, splits)
+
+    pool = write_pool(out, tasks(), {"importer": "files", "split": cfg.__dict__})
+    return ImportResult(pool, report)
+
+
+def is_hf_dataset_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and any(
+        (p / f).is_file() for f in ("dataset_dict.json", "state.json", "dataset_info.json")
+    )
+
+
+def import_hf_dataset(
+    path: str | Path,
+    out: str | Path,
+    *,
+    task_column: str | None = None,
+    columns: ColumnMap | None = None,
+    split: SplitConfig | None = None,
+    task_name: str | None = None,
+) -> ImportResult:
+    """Import a dataset saved with ``save_to_disk``; ``task_column`` divides it into tasks."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - optional extra
+        raise InputError("importing a Hugging Face dataset needs: pip install datasets") from None
+    cfg, cols = split or SplitConfig(), columns or ColumnMap()
+    path = Path(path)
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"{path}: not a dataset saved with save_to_disk ({exc})") from None
+    parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    per_task: dict[str, dict[str, list[Example]]] = {}
+    for split_name, ds in parts.items():
+        pool_split = SPLIT_ALIASES.get(split_name.lower())
+        if pool_split is None:
+            raise InputError(f"{path}: unknown split {split_name!r} (use train/validation/test)")
+        if task_column is not None and task_column not in ds.column_names:
+            raise InputError(
+                f"{path}: split {split_name!r} has no column {task_column!r} "
+                f"(columns: {', '.join(ds.column_names)})"
+            )
+        for i, rec in enumerate(ds):
+            where = f"{path}: {split_name} row {i}"
+            name = str(rec[task_column]) if task_column else (task_name or path.name)
+            ex = parse_record(rec, where, cols)
+            per_task.setdefault(name, {}).setdefault(pool_split, []).append(ex)
+    report = SplitReport()
+
+    def tasks() -> Iterable[TaskData]:
+        for raw_name in sorted(per_task):
+            name = task_name_for(Path(raw_name))
+            splits, rep = split_task(name, per_task[raw_name], cfg)
+            report.add(rep)
+            examples = [e for s in splits.values() for e in s]
+            yield TaskData(TaskInfo(name=name, source=f"{path}#{raw_name}",
+                                    kind=_kind(examples)), splits)  # type: ignore[arg-type]
+
+    pool = write_pool(out, tasks(), {"importer": "hf", "split": cfg.__dict__})
+    return ImportResult(pool, report)
+
+
+def import_sources(
+    sources: Sequence[str | Path], out: str | Path, **kwargs: Any
+) -> ImportResult:
+    """Dispatch: a single saved HF dataset directory, else JSONL/JSON files."""
+    if len(sources) == 1 and is_hf_dataset_dir(sources[0]):
+        return import_hf_dataset(sources[0], out, **kwargs)
+    kwargs.pop("task_column", None)
+    return import_files(sources, out, **kwargs)
+
+
+__all__ = [
+    "ColumnMap",
+    "ImportResult",
+    "import_files",
+    "import_hf_dataset",
+    "import_sources",
+    "parse_record",
+]

@@ -1,0 +1,97 @@
+"""The run config: round trips, annotated template, one-line errors naming key and file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from taskpgm.config import (
+    Config,
+    annotated_yaml,
+    config_from_dict,
+    dump_config,
+    load_config,
+    save_config,
+)
+from taskpgm.errors import ConfigError
+
+
+def test_annotated_template_loads_to_the_defaults_and_comments_every_field(tmp_path):
+    text = annotated_yaml()
+    assert config_from_dict(yaml.safe_load(text)) == Config()
+    # Every field of every top-level section is preceded by a comment line.
+    lines = text.splitlines()
+    for section, field in Config.model_fields.items():
+        if section == "strategies":
+            continue
+        start = lines.index(f"{section}:")
+        for name, sub in field.annotation.model_fields.items():
+            if name == "tiny":
+                continue
+            idx = next(k for k in range(start, len(lines)) if lines[k].startswith(f"  {name}:"))
+            assert lines[idx - 1].strip().startswith("#"), f"no comment above {section}.{name}"
+
+
+def test_round_trip_of_a_modified_config(tmp_path):
+    cfg = Config()
+    cfg.mixture.beta = 0.25
+    cfg.mixture.targets = ["a", "b"]
+    cfg.sample.budget = 1234
+    cfg.strategies = cfg.strategies[:2]
+    path = tmp_path / "c.yaml"
+    save_config(cfg, path)
+    assert load_config(path) == cfg
+    assert dump_config(load_config(path)) == dump_config(cfg)
+
+
+def test_init_cli_writes_a_loadable_file_and_refuses_to_overwrite(cli, tmp_path):
+    out = tmp_path / "config.yaml"
+    code, _, _ = cli("init", "--out", out)
+    assert code == 0 and load_config(out) == Config()
+    code, _, err = cli("init", "--out", out)
+    assert code == 2 and "already exists" in err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("mixture:\n  betta: 1\n", "unknown key 'mixture.betta'"),
+        ("mixtures: {}\n", "unknown key 'mixtures'"),
+        ("model:\n  tiny:\n    layers: 3\n", "unknown key 'model.tiny.layers'"),
+        ("strategies:\n- name: u\n  method: uniform\n  weight: 2\n",
+         "unknown key 'strategies.0.weight'"),
+        ("mixture:\n  beta: -1\n", "field 'mixture.beta'"),
+        ("mixture:\n  kernel: magic\n", "field 'mixture.kernel'"),
+        ("strategies:\n- name: u\n  method: uniform\n- name: u\n  method: size\n",
+         "strategy name 'u' appears twice"),
+        ("pool:\n  source: dir\n", "pool.path is not set"),
+        ("run: [1, 2\n", "c.yaml:"),
+        ("- just a list\n", "mapping of sections"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_key(tmp_path, cli, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert message in msg and str(path) in msg and "\n" not in msg
+    code, out, err = cli("run", path)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_overrides_are_validated_like_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sample:\n  budget: 10\n")
+    cfg = load_config(path, ["sample.budget=99", "mixture.targets=[x, y]"])
+    assert cfg.sample.budget == 99 and cfg.mixture.targets == ["x", "y"]
+    with pytest.raises(ConfigError, match="unknown key 'sample.budgett'"):
+        load_config(path, ["sample.budgett=5"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(path, ["sample.budget"])
+
+
+def test_missing_config_file(cli, tmp_path):
+    code, _, err = cli("run", tmp_path / "nope.yaml")
+    assert code == 2 and "config file not found" in err

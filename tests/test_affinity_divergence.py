@@ -67,7 +67,7 @@ def test_shared_topk_equals_jsd_of_coarsened_distributions():
     ids = np.array([[0, 1, 2]])
     got = position_divergence(ids, lp_a[:, :3], ids[:, [1, 2, 0]], lp_b[:, [1, 2, 0]])
     pa, pb = np.exp(lp_a[0]), np.exp(lp_b[0])
-    coarse = lambda p: np.r_[p[:3], p[3:].sum()]  # noqa: E731
+    coarse = lambda p: np.r_[p[:3], p[3:].sum()]
     assert got[0] == pytest.approx(jensenshannon(coarse(pa), coarse(pb)) ** 2, abs=1e-9)
 
 

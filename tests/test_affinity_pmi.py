@@ -150,3 +150,10 @@ def test_bad_options():
         compute_affinity(table, metric="cosine")
     with pytest.raises(ConfigError):
         compute_affinity(table, metric="jsd", bootstrap=10)
+
+
+def test_bootstrap_with_one_example_per_task_has_zero_width():
+    # Resampling one example always returns it: every replicate equals the estimate.
+    aff = compute_affinity(table_from_means(low_rank_means(4, seed=1), 1), bootstrap=20)
+    np.testing.assert_allclose(aff.lower, aff.matrix, atol=1e-12)
+    np.testing.assert_allclose(aff.upper, aff.matrix, atol=1e-12)

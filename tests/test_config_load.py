@@ -21,11 +21,11 @@ def test_annotated_template_loads_to_the_defaults_and_comments_every_field(tmp_p
     assert config_from_dict(yaml.safe_load(text)) == Config()
     # Every field of every top-level section is preceded by a comment line.
     lines = text.splitlines()
-    for section, field in Config.model_fields.items():
+    for section in Config.model_fields:
         if section == "strategies":
             continue
         start = lines.index(f"{section}:")
-        for name, sub in field.annotation.model_fields.items():
+        for name in Config.model_fields[section].annotation.model_fields:
             if name == "tiny":
                 continue
             idx = next(k for k in range(start, len(lines)) if lines[k].startswith(f"  {name}:"))
@@ -76,7 +76,7 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, cli, text, message
         load_config(path)
     msg = str(exc.value)
     assert message in msg and str(path) in msg and "\n" not in msg
-    code, out, err = cli("run", path)
+    code, _, err = cli("run", path)
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err
     assert err.count("\n") == 1
 
@@ -95,3 +95,17 @@ def test_overrides_are_validated_like_the_file(tmp_path):
 def test_missing_config_file(cli, tmp_path):
     code, _, err = cli("run", tmp_path / "nope.yaml")
     assert code == 2 and "config file not found" in err
+
+
+def test_report_cli_refuses_a_directory_that_is_not_a_run(cli, tmp_path):
+    code, _, err = cli("report", tmp_path)
+    assert code == 2 and "not a taskpgm run directory" not in err.splitlines()[0][:5]
+    assert "config.yaml: not found" in err
+
+
+def test_run_plan_runs_nothing(cli, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"run: {{dir: {tmp_path / 'run'}}}\n")
+    code, out, _ = cli("run", path, "--plan")
+    assert code == 0 and "pool" in out and "report" in out
+    assert not (tmp_path / "run").exists()

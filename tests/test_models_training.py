@@ -9,17 +9,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from taskpgm.errors import InputError  # noqa: E402
-from taskpgm.models.encode import encode_pair  # noqa: E402
-from taskpgm.models.evaluate import evaluate_model, greedy_generate  # noqa: E402
-from taskpgm.models.load import load_model  # noqa: E402
-from taskpgm.models.scoring import score_pool  # noqa: E402
-from taskpgm.models.tiny import TinyConfig, build_tiny_model  # noqa: E402
-from taskpgm.models.toy import write_toy_pool  # noqa: E402
-from taskpgm.models.train import IGNORE, TRAIN_MARKER, collate, train_experts, train_model  # noqa: E402
-from taskpgm.tasks.pool import Pool  # noqa: E402
+from taskpgm.errors import InputError
+from taskpgm.models.encode import encode_pair
+from taskpgm.models.evaluate import evaluate_model, greedy_generate
+from taskpgm.models.load import load_model
+from taskpgm.models.scoring import score_pool
+from taskpgm.models.tiny import TinyConfig, build_tiny_model
+from taskpgm.models.toy import write_toy_pool
+from taskpgm.models.train import IGNORE, TRAIN_MARKER, collate, train_experts, train_model
+from taskpgm.tasks.pool import Pool
 
-TINY = TinyConfig(vocab_size=300, n_layer=1, n_embd=48, n_head=2, n_positions=64)
+TINY = TinyConfig(vocab_size=300, n_layer=2, n_embd=64, n_head=2, n_positions=64)
 TASKS = ("upper", "reverse", "first")
 
 
@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
     pool = Pool.load(write_toy_pool(root / "pool", TASKS, n_train=64, n_probe=12, n_eval=12,
                                     multiple_choice=True, heldout=("pick",)))
     base = build_tiny_model(pool, root / "base", seed=0, config=TINY)
-    results = train_experts(pool, base, root / "experts", steps=60, batch_size=16, lr=3e-3,
+    results = train_experts(pool, base, root / "experts", steps=80, batch_size=16, lr=3e-3,
                             progress=False)
     return pool, base, root / "experts", results
 
@@ -53,7 +53,7 @@ def test_tiny_model_is_reproducible_and_loads_through_auto_classes(tmp_path):
 
 
 def test_loss_mask_covers_response_tokens_only(trained):
-    pool, base, _, _ = trained
+    _pool, base, _, _ = trained
     tok = load_model(base).tokenizer
     encs = [encode_pair(tok, "upper: apple\n", "APPLE"), encode_pair(tok, "first: a b c\n", "a")]
     batch = collate(encs, tok.pad_token_id)
@@ -88,9 +88,12 @@ def test_finished_experts_are_skipped(trained):
     assert marker.stat().st_mtime_ns == before
     # A half-written leftover (no marker) is retrained, not trusted.
     (experts / "first" / TRAIN_MARKER).unlink()
-    again = train_experts(pool, base, experts, steps=5, progress=False)
+    weights = (experts / "first" / "model.safetensors").read_bytes()
+    again = train_experts(pool, base, experts, steps=80, batch_size=16, lr=3e-3, progress=False)
     assert again["first"] is not None and again["upper"] is None
     assert (experts / "first" / TRAIN_MARKER).is_file()
+    # Same settings and seed: the retrained expert is bit-identical to the first one.
+    assert (experts / "first" / "model.safetensors").read_bytes() == weights
 
 
 def test_same_seed_same_bytes(trained, tmp_path):
@@ -116,14 +119,14 @@ def test_lora_expert_trains_saves_adapters_and_scores(trained, tmp_path):
 
 
 def test_cli_train_on_a_data_dir_with_messages(trained, tmp_path, cli):
-    pool, base, _, _ = trained
+    _pool, base, _, _ = trained
     data = tmp_path / "data"
     data.mkdir()
     lines = [{"prompt": "upper: apple\n", "response": "APPLE"},
              {"messages": [{"role": "user", "content": "upper: tiger"},
                            {"role": "assistant", "content": "TIGER"}]}] * 8
     (data / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    code, out, err = cli("train", "--data", data, "--base", base, "--out", tmp_path / "m",
+    code, _out, err = cli("train", "--data", data, "--base", base, "--out", tmp_path / "m",
                          "--steps", "3", "--no-progress")
     assert code == 0, err
     info = json.loads((tmp_path / "m" / TRAIN_MARKER).read_text())
@@ -132,18 +135,19 @@ def test_cli_train_on_a_data_dir_with_messages(trained, tmp_path, cli):
 
 def test_evaluation_metrics(trained):
     pool, base, experts, _ = trained
-    res = evaluate_model(experts / "upper", pool, ["upper", "pick"])
-    assert res["upper"].exact_match is not None and res["upper"].accuracy is None
+    res = evaluate_model(experts / "first", pool, ["first", "pick"])
+    assert res["first"].exact_match is not None and res["first"].accuracy is None
     assert res["pick"].accuracy is not None and 0 <= res["pick"].accuracy_norm <= 1
-    base_res = evaluate_model(base, pool, ["upper"])["upper"]
-    assert res["upper"].exact_match > base_res.exact_match
-    assert res["upper"].loss_per_token < base_res.loss_per_token
+    base_res = evaluate_model(base, pool, ["first"])["first"]
+    assert res["first"].exact_match > base_res.exact_match
+    assert res["first"].loss_per_token < base_res.loss_per_token
     # Batched greedy decoding with left padding equals decoding one prompt at a time.
-    loaded = load_model(experts / "upper")
-    prompts = [e.prompt for e in pool.examples("upper", "eval")]
+    loaded = load_model(experts / "first")
+    prompts = [e.prompt for e in pool.examples("first", "eval")]
     batched = greedy_generate(loaded, prompts, max_new_tokens=12)
     single = [greedy_generate(loaded, [p], max_new_tokens=12)[0] for p in prompts]
     assert batched == single
+    assert len(set(batched)) > 1  # really different prompts, different answers
 
 
 def test_bad_inputs_are_one_line_and_exit_2(trained, tmp_path, cli):
@@ -157,7 +161,7 @@ def test_bad_inputs_are_one_line_and_exit_2(trained, tmp_path, cli):
     assert not (tmp_path / "e").exists()
     code, _, err = cli("train", "--data", tmp_path / "nodata", "--base", base,
                        "--out", tmp_path / "m", "--no-progress")
-    assert code == 2 and "train.jsonl: file not found" in err
+    assert code == 2 and "nodata: training data not found" in err
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "train.jsonl").write_text('{"prompt": "a", "response": "b"}\n{"prompt": 3}\n')

@@ -131,3 +131,28 @@ def test_run_dir_is_not_part_of_any_fingerprint(tmp_path):
     b = a.model_copy(deep=True)
     b.run.dir = "elsewhere"
     assert _fps(a, tmp_path) == _fps(b, tmp_path)
+
+
+def test_interrupted_resumable_stage_starts_afresh_when_upstream_reruns(tmp_path):
+    seen: list[bool] = []
+
+    def up() -> None:
+        (tmp_path / "up").write_text("u")
+
+    def boom() -> None:
+        (tmp_path / "part").write_text("p")
+        raise KeyboardInterrupt
+
+    def finish() -> None:
+        seen.append((tmp_path / "part").exists())
+        (tmp_path / "part").write_text("done")
+
+    def stages(run) -> list[Stage]:
+        return [Stage("up", up, outputs=("up",)),
+                Stage("down", run, deps=("up",), outputs=("part",), resumable=True)]
+
+    with pytest.raises(KeyboardInterrupt):
+        Runner(tmp_path, stages(boom)).run()
+    (tmp_path / "up").unlink()  # the upstream output vanished: it re-runs
+    Runner(tmp_path, stages(finish)).run()
+    assert seen == [False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 
 import numpy as np
@@ -37,7 +38,7 @@ def test_cluster_order_groups_families_together():
     assert sorted(order) == list(range(6))
     fams = [i % 2 for i in order]
     # One family must occupy a contiguous block: the sequence changes family exactly once.
-    assert sum(a != b for a, b in zip(fams, fams[1:], strict=False)) == 1
+    assert sum(a != b for a, b in itertools.pairwise(fams)) == 1
 
 
 def test_report_builds_with_all_sections(tmp_path):

@@ -7,21 +7,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from taskpgm.errors import InputError  # noqa: E402
-from taskpgm.models.encode import encode_pair  # noqa: E402
-from taskpgm.models.load import load_model  # noqa: E402
-from taskpgm.models.scoring import score_encoded, score_pool  # noqa: E402
-from taskpgm.models.tiny import TinyConfig, build_tiny_model  # noqa: E402
-from taskpgm.models.toy import write_toy_pool  # noqa: E402
-from taskpgm.scores import ScoreTable, shard_path  # noqa: E402
-from taskpgm.tasks.pool import Pool  # noqa: E402
+from taskpgm.errors import InputError
+from taskpgm.models.encode import encode_pair
+from taskpgm.models.load import load_model
+from taskpgm.models.scoring import score_encoded, score_pool
+from taskpgm.models.tiny import TinyConfig, build_tiny_model
+from taskpgm.models.toy import write_toy_pool
+from taskpgm.scores import ScoreTable, shard_path
+from taskpgm.tasks.pool import Pool
 
 TINY = TinyConfig(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=64)
 
@@ -54,7 +53,7 @@ def hand_logprob(model, ids: list[int], start: int) -> float:
 
 
 def test_scores_equal_hand_computed_values(setup):
-    pool, base, _ = setup
+    _pool, base, _ = setup
     loaded = load_model(base, device="cpu")
     tok = loaded.tokenizer
     examples = [("upper: apple\n", "APPLE"), ("reverse: stone river\n", "revir enots"),
@@ -73,7 +72,7 @@ def test_scores_equal_hand_computed_values(setup):
 
 
 def test_first_response_token_is_counted(setup):
-    pool, base, _ = setup
+    _pool, base, _ = setup
     loaded = load_model(base, device="cpu")
     tok = loaded.tokenizer
     enc = encode_pair(tok, "upper: apple\n", "APPLE", max_length=64)
@@ -143,7 +142,7 @@ sys.exit(run(sys.argv[1:]))
 
 
 def test_killed_run_resumes_with_identical_scores(setup, tmp_path):
-    pool, base, experts = setup
+    pool, _base, experts = setup
     out = tmp_path / "killed"
     args = ["score", "--pool", str(pool.root), "--experts", str(experts), "--out", str(out),
             "--no-progress"]
@@ -174,7 +173,7 @@ def test_killed_run_resumes_with_identical_scores(setup, tmp_path):
 
 
 def test_changed_settings_do_not_mix_with_old_shards(setup, tmp_path):
-    pool, base, experts = setup
+    pool, _base, experts = setup
     score_pool(pool, experts, tmp_path / "s", experts=["upper"], progress=False)
     with pytest.raises(InputError, match="other settings"):
         score_pool(pool, experts, tmp_path / "s", experts=["upper"], topk=3, progress=False)
@@ -182,7 +181,7 @@ def test_changed_settings_do_not_mix_with_old_shards(setup, tmp_path):
 
 
 def test_bad_inputs_are_one_line_and_exit_2(setup, tmp_path, cli):
-    pool, base, experts = setup
+    pool, _base, experts = setup
     # An expert missing for a task.
     partial = tmp_path / "partial"
     partial.mkdir()

@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-from taskpgm.models.scoring import score_pool  # noqa: E402
-from taskpgm.models.tiny import TinyConfig, build_tiny_model  # noqa: E402
-from taskpgm.models.toy import write_toy_pool  # noqa: E402
+from taskpgm.models.scoring import score_pool
+from taskpgm.models.tiny import TinyConfig, build_tiny_model
+from taskpgm.models.toy import write_toy_pool
 
 TINY = TinyConfig(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=64)
 

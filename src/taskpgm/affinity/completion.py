@@ -25,7 +25,8 @@ import numpy as np
 
 from taskpgm.errors import InputError
 
-SAMPLING = ("random", "balanced")
+SAMPLING = ("random", "balanced", "pairs")
+CURVE_STRATEGIES = (*SAMPLING, "adaptive")
 
 
 def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random") -> np.ndarray:
@@ -34,6 +35,8 @@ def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random"
     ``random`` picks off-diagonal pairs uniformly. ``balanced`` gives every expert and
     every task the same number of scored pairs (cyclic offsets under a random
     relabelling), which keeps every row and column of M anchored for the completion.
+    ``pairs`` picks unordered task pairs and scores both directions (A on B and B on A),
+    so a pair's PMI is either fully scored or fully estimated.
     """
     if not 0.0 < fraction <= 1.0:
         raise InputError(f"fraction must be in (0, 1], got {fraction}")
@@ -43,6 +46,12 @@ def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random"
     mask = np.eye(n, dtype=bool)
     n_off = int(min(max(round(fraction * n * n) - n, 0), n * (n - 1)))
     if n_off == 0:
+        return mask
+    if strategy == "pairs":
+        iu = np.flatnonzero(np.triu(np.ones((n, n), dtype=bool), k=1).ravel())
+        chosen = rng.choice(iu, size=min(len(iu), round(n_off / 2)), replace=False)
+        mask.ravel()[chosen] = True
+        mask |= mask.T
         return mask
     if strategy == "random":
         off = np.flatnonzero(~np.eye(n, dtype=bool).ravel())
@@ -172,6 +181,46 @@ def complete_means(
     return Completion(out, info)
 
 
+def adaptive_pairs(means: np.ndarray, mask: np.ndarray, n_new: int, seed: int = 0) -> np.ndarray:
+    """The ``n_new`` unscored pairs to score next, where the completion is least sure.
+
+    Uncertainty of an unscored entry = disagreement between two completions, each
+    fitted on a random half of the scored off-diagonal pairs (plus the diagonal).
+    Use between scoring rounds: score a first (e.g. balanced) share, call this, score
+    the returned pairs, complete.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rng = np.random.default_rng(seed)
+    off = mask & ~np.eye(*mask.shape, dtype=bool)
+    idx = np.flatnonzero(off.ravel())
+    half = rng.permutation(idx)[: len(idx) // 2]
+    first = mask & np.eye(*mask.shape, dtype=bool)
+    first.ravel()[half] = True
+    second = mask & ~first
+    second |= np.eye(*mask.shape, dtype=bool) & mask
+    a = complete_means(np.where(first, means, np.nan), first, seed=seed).means
+    b = complete_means(np.where(second, means, np.nan), second, seed=seed + 1).means
+    spread = np.where(mask, -np.inf, np.abs(a - b))
+    n_new = int(min(n_new, (~mask).sum()))
+    order = np.argsort(-spread.ravel(), kind="stable")[:n_new]
+    new = np.zeros_like(mask)
+    new.ravel()[order] = True
+    return new
+
+
+def _curve_mask(means, fraction, seed, strategy):
+    n = means.shape[0]
+    if strategy != "adaptive":
+        return sample_mask(n, fraction, seed=seed, strategy=strategy)
+    # Two rounds: half the budget balanced, the other half where the completion of the
+    # first round is least certain.
+    mask = sample_mask(n, max(fraction / 2, 1.0 / n), seed=seed, strategy="balanced")
+    target = min(max(round(fraction * n * n), n), n * n)
+    if target > mask.sum():
+        mask |= adaptive_pairs(means, mask, target - int(mask.sum()), seed=seed)
+    return mask
+
+
 def _offdiag_upper(s: np.ndarray) -> np.ndarray:
     return s[np.triu_indices(s.shape[0], k=1)]
 
@@ -185,6 +234,9 @@ def completion_curve(
 ) -> list[dict[str, Any]]:
     """How close PMI from a partially scored, completed M is to PMI from the full M.
 
+    ``strategy``: a :func:`sample_mask` strategy, or ``adaptive`` (two scoring rounds,
+    see :func:`adaptive_pairs`).
+
     Per fraction: Pearson and Spearman correlation of the off-diagonal PMI entries, the
     relative error of the completed M on unscored pairs, and (when ``mixture_fn`` maps
     an affinity matrix to mixture weights) the L1 distance between the two mixtures.
@@ -197,7 +249,7 @@ def completion_curve(
     ref_w = mixture_fn(full) if mixture_fn is not None else None
     rows = []
     for f in fractions:
-        mask = sample_mask(means.shape[0], f, seed=seed, strategy=strategy)
+        mask = _curve_mask(means, f, seed, strategy)
         comp = complete_means(np.where(mask, means, np.nan), mask, seed=seed)
         s = pmi_from_means(comp.means)
         a, b = _offdiag_upper(full), _offdiag_upper(s)

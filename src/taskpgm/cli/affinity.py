@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,17 +22,19 @@ class Normalize(str, Enum):
 
 
 def affinity(
-    scores: Path = typer.Option(..., "--scores", help="Scores directory (from taskpgm score)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the affinity .npz."),
-    metric: Metric = typer.Option(Metric.pmi, "--metric", help="Affinity metric."),
-    normalize: Normalize = typer.Option(
-        Normalize.sequence, "--normalize",
-        help="PMI: sum log-likelihood over the response, or per token."),
-    bootstrap: int = typer.Option(
-        0, "--bootstrap", min=0, help="Bootstrap replicates for per-entry intervals (PMI)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for bootstrap and completion."),
-    complete: bool = typer.Option(
-        False, "--complete", help="Estimate unscored (expert, task) pairs (low-rank completion)."),
+    scores: Annotated[Path, typer.Option("--scores", help="Scores directory (taskpgm score).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the affinity .npz.")],
+    metric: Annotated[Metric, typer.Option("--metric", help="Affinity metric.")] = Metric.pmi,
+    normalize: Annotated[Normalize, typer.Option(
+        "--normalize", help="PMI: sum log-likelihood over the response, or per token.",
+    )] = Normalize.sequence,
+    bootstrap: Annotated[int, typer.Option(
+        "--bootstrap", min=0, help="Bootstrap replicates for per-entry intervals (PMI).",
+    )] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for bootstrap and completion.")] = 0,
+    complete: Annotated[bool, typer.Option(
+        "--complete", help="Estimate unscored (expert, task) pairs (low-rank completion).",
+    )] = False,
 ) -> None:
     """Task affinity matrix from every expert's scores on every task's probe set."""
     import numpy as np

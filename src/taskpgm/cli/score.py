@@ -32,7 +32,7 @@ def score(
                        gpus_per_task=gpus_per_task, progress=progress)
     run = table.manifest.metadata.get("run", {}) if table.manifest else {}
     console.print(f"scores in {out}: {len(table.experts)} experts x {len(table.tasks)} tasks "
-                  f"({run.get('shards_computed', 0)} shards computed, the rest were present)")
+                  f"({run.get('shards_computed', 0)} shards computed this run)")
 
 
 def register(app: typer.Typer) -> None:

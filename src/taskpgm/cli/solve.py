@@ -1,9 +1,151 @@
-"""CLI commands: solve (placeholder until implemented)."""
+"""CLI: ``taskpgm solve`` — mixture weights from an affinity matrix (or task sizes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from taskpgm.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
+    app.command(name="solve")(solve_command)
+
+
+def _opt_values(path: Path | None, what: str):
+    if path is None:
+        return None
+    from taskpgm.mixture.unary import read_values
+
+    return read_values(path, what)
+
+
+def solve_command(
+    affinity: Annotated[Path | None, typer.Option(help="Affinity matrix (.npy, .npz, .csv)."
+                                                  )] = None,
+    out: Annotated[Path | None, typer.Option(help="Write mixture.json here.")] = None,
+    names: Annotated[Path | None, typer.Option(help="Task names (one per line / JSON list)."
+                                               )] = None,
+    method: Annotated[str, typer.Option(help="taskpgm, taskpgm-paper, uniform, size, "
+                                        "temperature, capped, unimax")] = "taskpgm",
+    kernel: Annotated[str, typer.Option(help="shift, clip, exp, laplacian, none")] = "shift",
+    kernel_floor: Annotated[float | None, typer.Option(help="Kernel eigenvalue floor.")] = None,
+    sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
+    unary: Annotated[str, typer.Option(help="rowsum, target, given, none")] = "rowsum",
+    targets: Annotated[str | None, typer.Option(help="Comma-separated target task names."
+                                                )] = None,
+    utilities: Annotated[Path | None, typer.Option(help="Utilities file (unary 'given')."
+                                                   )] = None,
+    beta: Annotated[float, typer.Option(help="Weight of the unary term.")] = 1.0,
+    lam: Annotated[float, typer.Option(help="Weight of the pairwise term (lambda).")] = 1.0,
+    budget_k: Annotated[int | None, typer.Option(help="Pick at most k tasks (greedy).")] = None,
+    costs: Annotated[Path | None, typer.Option(help="Per-task costs file (with --cost-budget)."
+                                               )] = None,
+    cost_budget: Annotated[float | None, typer.Option(help="Total cost budget.")] = None,
+    caps: Annotated[Path | None, typer.Option(help="Per-task max weight: JSON or CSV.")] = None,
+    floors: Annotated[Path | None, typer.Option(help="Per-task min weight: JSON or CSV."
+                                                )] = None,
+    sizes: Annotated[Path | None, typer.Option(help="Per-task sizes: JSON or CSV.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Temperature T (method "
+                                                      "temperature).")] = None,
+    cap: Annotated[float | None, typer.Option(help="T5 mixing limit K (method capped).")] = None,
+    unimax_budget: Annotated[float | None, typer.Option(help="UniMax budget B (examples)."
+                                                        )] = None,
+    max_epochs: Annotated[float | None, typer.Option(help="UniMax max epochs N.")] = None,
+    path: Annotated[bool, typer.Option("--path", help="Solve along r = beta/lambda and print "
+                                       "the path (written to --out).")] = False,
+    r_values: Annotated[str | None, typer.Option(help="Comma-separated r values for --path."
+                                                 )] = None,
+    top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 20,
+) -> None:
+    """Solve a task mixture and print it with its diagnostics."""
+    from taskpgm.affinity.io import load_affinity, read_names
+    from taskpgm.mixture import r_path, solve
+
+    name_list = read_names(names) if names is not None else None
+    aff = load_affinity(affinity, name_list) if affinity is not None else None
+    target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    common = {"names": name_list if aff is None else None, "kernel": kernel, "unary": unary,
+                  "targets": target_list, "utilities": _opt_values(utilities, "utilities"),
+                  "caps": _opt_values(caps, "caps"), "floors": _opt_values(floors, "floors"),
+                  "kernel_floor": kernel_floor, "sigma": sigma}
+    if path:
+        if method != "taskpgm":
+            raise InputError("--path is for --method taskpgm")
+        rs = None
+        if r_values:
+            try:
+                rs = [float(v) for v in r_values.split(",") if v.strip()]
+            except ValueError:
+                raise InputError(f"--r-values: not a list of numbers: {r_values!r}") from None
+        result = r_path(aff, rs=rs, **common)
+        _print_path(result)
+        if out is not None:
+            from taskpgm.io import atomic_write_json
+
+            atomic_write_json(out, result.to_json())
+        return
+    mix = solve(aff, method=method, beta=beta, lam=lam, budget_k=budget_k,
+                sizes=_opt_values(sizes, "sizes"), temperature=temperature, cap=cap,
+                unimax_budget=unimax_budget, max_epochs=max_epochs,
+                costs=_opt_values(costs, "costs"), cost_budget=cost_budget, **common)
+    _print_mixture(mix, top)
+    if out is not None:
+        mix.save(out)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list) and len(v) > 8:
+        return f"[{len(v)} values]"
+    return str(v)
+
+
+def _print_mixture(mix, top: int) -> None:
+    import numpy as np
+    from rich.table import Table
+
+    from taskpgm.cli.common import console
+
+    order = np.argsort(-mix.weights, kind="stable")
+    table = Table(title=f"mixture: {mix.method}")
+    table.add_column("task")
+    table.add_column("weight", justify="right")
+    for i in order[:top]:
+        if mix.weights[i] <= 0 and i != order[0]:
+            break
+        table.add_row(mix.tasks[i], f"{mix.weights[i]:.6f}")
+    rest = int(np.count_nonzero(mix.weights[order[top:]] > 0))
+    if rest:
+        table.add_row(f"... {rest} more with weight > 0", "")
+    console.print(table)
+    diag = Table(title="diagnostics")
+    diag.add_column("key")
+    diag.add_column("value", justify="right")
+    for k, v in mix.diagnostics.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                diag.add_row(f"{k}.{k2}", _fmt(v2))
+        else:
+            diag.add_row(k, _fmt(v))
+    console.print(diag)
+
+
+def _print_path(result) -> None:
+    from rich.table import Table
+
+    from taskpgm.cli.common import console
+
+    table = Table(title="r-path (r = beta/lambda; energies are E/lambda)")
+    for col in ("r", "energy", "support", "kkt", "largest weight"):
+        table.add_column(col, justify="right")
+    for r, e, s, k, w in zip(result.rs, result.energies, result.support_sizes,
+                             result.kkt_residuals, result.weights, strict=True):
+        i = int(w.argmax())
+        table.add_row(f"{r:.4g}", f"{e:.6g}", str(int(s)), f"{k:.1e}",
+                      f"{result.names[i]} {w[i]:.3f}")
+    console.print(table)

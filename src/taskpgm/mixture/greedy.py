@@ -98,6 +98,13 @@ def greedy_select(
             with np.errstate(divide="ignore", invalid="ignore"):
                 drop = np.where(sig > 1e-12 * rho, 0.5 * red**2 / sig, np.inf)
             bound = np.maximum(e_now - (e_eqp - drop), 0.0)
+        # Exact screen: a candidate whose reduced cost at the current constrained optimum
+        # is >= 0 cannot lower the energy (the optimum on S stays KKT on S + j).
+        x_s = x_sub
+        g_s = Q[np.ix_(chosen, chosen)] @ x_s - c[chosen]
+        nu_s = float(np.mean(g_s[x_s > 0]))
+        red_c = Q[np.ix_(cand, chosen)] @ x_s - c[cand] - nu_s
+        bound = np.where(red_c >= -_GAIN_TOL * scale, 0.0, bound)
         ratio = bound / cost[cand]
         best_j, best_gain, best_x = -1, _GAIN_TOL * scale, None
         for pos in np.argsort(-ratio, kind="stable"):
@@ -111,9 +118,9 @@ def greedy_select(
             res = solve_qp(Q[np.ix_(sub, sub)], c[sub], warm_free=warm)
             evals += 1
             gain = e_now - res.energy
-            if best_j < 0 or gain / cost[j] > best_gain / cost[best_j]:
-                if gain > _GAIN_TOL * scale:
-                    best_j, best_gain, best_x = j, gain, res
+            better = best_j < 0 or gain / cost[j] > best_gain / cost[best_j]
+            if better and gain > _GAIN_TOL * scale:
+                best_j, best_gain, best_x = j, gain, res
         if best_j < 0 or best_x is None:
             break  # no candidate lowers the energy: more tasks would get weight 0
         if factor_ok:

@@ -104,9 +104,12 @@ def kkt_residual(
 
 def check_bounds(n: int, lower: np.ndarray | None, upper: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (lower, upper) arrays; raise ValueError when no feasible point exists."""
+    """Return (lower, upper) arrays (caps >= 1 become +inf); raise ValueError when no
+    feasible point exists."""
     lo = np.zeros(n) if lower is None else np.maximum(np.asarray(lower, float), 0.0)
-    hi = np.ones(n) if upper is None else np.minimum(np.asarray(upper, float), 1.0)
+    # A cap >= 1 never binds on the simplex; +inf keeps it out of the active set.
+    hi = np.full(n, np.inf) if upper is None else np.asarray(upper, float).copy()
+    hi[hi >= 1.0] = np.inf
     if np.any(lo > hi):
         i = int(np.argmax(lo > hi))
         raise ValueError(f"task {i}: floor {lo[i]:g} exceeds cap {hi[i]:g}")
@@ -121,8 +124,9 @@ def project_capped_simplex(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.
     """Euclidean projection of y onto {lo <= x <= hi, sum x = 1} (exact, by breakpoints)."""
     # x(t) = clip(y - t, lo, hi) is non-increasing and piecewise linear in t, with kinks
     # at the breakpoints; binary-search the piece whose sum crosses 1, then solve on it.
+    hi = np.minimum(hi, 1.0 + lo.sum())  # equivalent on the simplex, and finite
     bps = np.unique(np.concatenate([y - lo, y - hi]))
-    total = lambda t: np.clip(y - t, lo, hi).sum()  # noqa: E731
+    total = lambda t: np.clip(y - t, lo, hi).sum()
     a, b = 0, len(bps) - 1  # invariant: total(bps[a]) >= 1 (all at caps), total(bps[b]) <= 1
     if total(bps[b]) >= 1:
         return np.clip(y - bps[b], lo, hi)
@@ -289,7 +293,13 @@ def solve_qp(
         if to_lo.any() or to_hi.any():
             # Fix every out-of-bounds coordinate at once, but release nothing until the
             # solution on F is feasible: releasing and fixing together tends to oscillate.
-            free &= ~to_lo & ~to_hi
+            keep = free & ~to_lo & ~to_hi
+            if not keep.any():  # never empty F: keep the coordinate nearest feasibility
+                idx_f = np.flatnonzero(free)
+                best = idx_f[np.argmax(np.minimum(xt[idx_f] - lo[idx_f], hi[idx_f] - xt[idx_f]))]
+                keep[best] = True
+                to_lo[best] = to_hi[best] = False
+            free = keep
             at_hi |= to_hi
         else:
             free |= rel

@@ -14,6 +14,9 @@ TRAIN_FILE = "train.jsonl"
 def read_train_jsonl(path: str | Path) -> list[tuple[str, str]]:
     """``{"prompt", "response"}`` or ``{"messages"}`` lines; ``id`` is optional here."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: training data not found (a directory with {TRAIN_FILE} "
+                         "or a JSONL file)")
     if path.is_dir():
         path = path / TRAIN_FILE
     pairs: list[tuple[str, str]] = []

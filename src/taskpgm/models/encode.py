@@ -80,23 +80,29 @@ def encode_pairs(
     ]
 
 
-def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int = 256) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], max_tokens: int, max_batch: int = 256, max_padding: float = 0.1
+) -> list[list[int]]:
     """Group indices into batches of similar length (longest first).
 
-    A batch grows while ``n_rows * longest_row <= max_tokens``, so each batch costs about
-    the same and padding is small: sort by length, cut, and let the caller restore order.
+    Indices are sorted by length (descending), so a batch's first row sets its width.
+    A batch closes when one more row would exceed ``max_tokens`` padded tokens, exceed
+    ``max_batch`` rows, or waste more than ``max_padding`` of the width on padding.
+    The caller restores the original order.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     cur: list[int] = []
-    cur_max = 0
+    width = 0
     for i in order:
-        new_max = max(cur_max, lengths[i])
-        if cur and (new_max * (len(cur) + 1) > max_tokens or len(cur) >= max_batch):
+        n = lengths[i]
+        if cur and (width * (len(cur) + 1) > max_tokens or len(cur) >= max_batch
+                    or n < width * (1 - max_padding)):
             batches.append(cur)
-            cur, new_max = [], lengths[i]
+            cur = []
+        if not cur:
+            width = n
         cur.append(i)
-        cur_max = new_max
     if cur:
         batches.append(cur)
     return batches

@@ -21,7 +21,7 @@ import torch
 
 from taskpgm.errors import InputError
 from taskpgm.models.encode import encode_pair, model_max_length
-from taskpgm.models.load import LoadedModel, load_model
+from taskpgm.models.load import LoadedModel, cpu_threads_for, load_model
 from taskpgm.models.scoring import ScoreSettings, score_pairs
 from taskpgm.tasks.pool import Example, Pool
 
@@ -111,6 +111,14 @@ def evaluate_model(
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
     names = list(tasks) if tasks is not None else pool.names
+    for name in names:
+        pool.task(name)
+    with cpu_threads_for(loaded.model, loaded.device):
+        return _evaluate(loaded, pool, names, split, max_new_tokens, max_batch_tokens)
+
+
+def _evaluate(loaded: LoadedModel, pool: Pool, names: list[str], split: str,
+              max_new_tokens: int, max_batch_tokens: int) -> dict[str, TaskEval]:
     results: dict[str, TaskEval] = {}
     for name in names:
         info = pool.task(name)

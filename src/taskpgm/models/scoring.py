@@ -31,7 +31,7 @@ import torch
 from taskpgm.errors import InputError
 from taskpgm.io import read_json, sha256_file
 from taskpgm.models.encode import Encoded, encode_pairs, length_batches, model_max_length
-from taskpgm.models.load import ADAPTER_CONFIG, LoadedModel, load_model, set_cpu_threads
+from taskpgm.models.load import ADAPTER_CONFIG, LoadedModel, cpu_threads_for, load_model
 from taskpgm.models.train import collate
 from taskpgm.scores import (
     SCORES_MANIFEST,
@@ -161,12 +161,19 @@ def score_expert(
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Write the missing shards of one expert; returns the tasks it scored this time."""
-    set_cpu_threads(threads)
     todo = [t for t in tasks if not shard_path(out, expert_name, t).is_file()]
     if not todo:
         return []
     pool = Pool.load(pool_root)
     loaded = load_model(expert_dir, device=device)
+    done = []
+    with cpu_threads_for(loaded.model, loaded.device, threads):
+        done = _score_tasks(expert_name, loaded, pool, todo, out, settings, max_batch_tokens,
+                            on_batch)
+    return done
+
+
+def _score_tasks(expert_name, loaded, pool, todo, out, settings, max_batch_tokens, on_batch):
     done = []
     for task in todo:
         examples = pool.examples(task, "probe")

@@ -72,6 +72,9 @@ def build_tiny_model(
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from taskpgm.models.load import quiet_transformers
+
+    quiet_transformers()
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     cfg = config or TinyConfig()
     if cfg.n_embd % cfg.n_head:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from taskpgm.tasks.pool import PoolManifest, TaskInfo, write_manifest
 
-WORDS = ("apple river stone cloud green table music light paper dream ocean tiger "
-         "bread chair glass honey lemon mango night pearl quiet robot sugar train").split()
+WORDS = ["apple", "river", "stone", "cloud", "green", "table", "music", "light", "paper", "dream", "ocean", "tiger", "bread", "chair", "glass", "honey", "lemon", "mango", "night", "pearl", "quiet", "robot", "sugar", "train"]
 
 TRANSFORMS: dict[str, Callable[[str], str]] = {
     "upper": str.upper,

@@ -23,7 +23,7 @@ from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, read_json
 from taskpgm.models.data import as_pairs
 from taskpgm.models.encode import Encoded, encode_pairs, model_max_length
-from taskpgm.models.load import load_model, set_cpu_threads
+from taskpgm.models.load import cpu_threads_for, load_model
 from taskpgm.tasks.pool import Pool
 
 TRAIN_MARKER = "taskpgm_train.json"
@@ -129,7 +129,6 @@ def train_model(
     cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora)
     cfg.check()
     pairs = as_pairs(train_examples_or_data_dir)
-    set_cpu_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     loaded = load_model(base, dtype=torch.float32, trainable=True)
     model, tok, dev = loaded.model, loaded.tokenizer, loaded.device
@@ -147,7 +146,8 @@ def train_model(
     losses: list[float] = []
     tokens = 0
     t0 = time.perf_counter()
-    with _progress(progress, description, cfg.steps) as advance:
+    with cpu_threads_for(model, dev, cfg.threads), \
+            _progress(progress, description, cfg.steps) as advance:
         for step in range(cfg.steps):
             batch = collate([encs[i] for i in next(batches)], tok.pad_token_id)
             batch = {k: v.to(dev) for k, v in batch.items()}
@@ -215,7 +215,13 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda **_: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),

@@ -43,5 +43,13 @@ def run_pipeline(cfg: Config, run_dir: str | Path | None = None, *,
     return runner.run(on_event)
 
 
-__all__ = ["BASE_EVAL", "PipelineContext", "RunPaths", "Runner", "RunSummary", "Stage",
-           "make_runner", "run_pipeline"]
+__all__ = [
+    "BASE_EVAL",
+    "PipelineContext",
+    "RunPaths",
+    "RunSummary",
+    "Runner",
+    "Stage",
+    "make_runner",
+    "run_pipeline",
+]

@@ -26,7 +26,7 @@ def demo_config(out: str | Path = "demo-run", seed: int = 0) -> Config:
     cfg.model.tiny.n_head = 2
     cfg.model.tiny.vocab_size = 256
     cfg.model.tiny.pretrain_steps = 0
-    cfg.experts.steps = 60
+    cfg.experts.steps = 40
     cfg.experts.batch_size = 16
     cfg.experts.lr = 3e-3
     cfg.sample.budget = 800
@@ -34,6 +34,7 @@ def demo_config(out: str | Path = "demo-run", seed: int = 0) -> Config:
     cfg.train.batch_size = 16
     cfg.train.lr = 3e-3
     cfg.evaluate.tasks = "heldout"
+    cfg.evaluate.max_examples = 50
     cfg.strategies = default_strategies()
     return cfg
 

@@ -154,11 +154,12 @@ class Runner:
                 action, reason = "run", "not run yet"
             elif state.fingerprint != fp:
                 action, reason = "run", "config or inputs changed"
+            elif upstream:
+                # Partial outputs were made from the old upstream outputs: start afresh.
+                action, reason = "run", f"upstream {upstream[0]!r} re-runs"
             elif state.status == "running":
                 action, reason = ("resume", "interrupted; resuming") if st.resumable else (
                     "run", "interrupted; restarting")
-            elif upstream:
-                action, reason = "run", f"upstream {upstream[0]!r} re-runs"
             elif missing := [o for o in st.outputs if not (self.run_dir / o).exists()]:
                 action, reason = "run", f"output {missing[0]!r} missing"
             else:

@@ -106,7 +106,7 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
     keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma")
     out = {k: mixture.params[k] for k in keep if k in mixture.params}
     if out.get("unary") == "given" and ctx.paths.utilities.is_file():
-        from taskpgm.pipeline.stages import load_utilities, _scale_like_rowsum
+        from taskpgm.pipeline.stages import _scale_like_rowsum, load_utilities
 
         _, u = load_utilities(ctx)
         aff = load_affinity(ctx.paths.affinity)
@@ -174,9 +174,9 @@ def report_for_run(ctx) -> Path:
     opts = _solver_kwargs(ctx, main)
     path = compute_path(aff, cfg.report.path_points, **opts)
     infl = compute_influence(aff, main, **opts) if cfg.report.influence else None
-    notes = [f"Run directory: {paths.root}. Pool: {len(train)} training tasks, "
-             f"{len(pool.heldout_tasks())} held-out tasks. Budget {cfg.sample.budget} examples, "
-             f"{cfg.train.steps} training steps per strategy, seed {cfg.run.seed}."]
+    notes = [(f"Run directory: {paths.root}. Pool: {len(train)} training tasks, "
+              f"{len(pool.heldout_tasks())} held-out tasks. Budget {cfg.sample.budget} "
+              f"examples, {cfg.train.steps} training steps per strategy, seed {cfg.run.seed}.")]
     inp = ReportInputs(aff, mixtures, evals, base, checks, path, infl,
                        title="taskpgm run report", notes=notes)
     out = build_report(paths.root, inp)

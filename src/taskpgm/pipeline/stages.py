@@ -323,7 +323,7 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
         if opts.get("unary") == "target":
             # Held-out targets have no experts, hence no row in the affinity matrix:
             # use utilities measured from the scores instead (see stage_utilities).
-            names, u = load_utilities(ctx)
+            _, u = load_utilities(ctx)
             opts["unary"], opts["utilities"] = "given", _scale_like_rowsum(u, aff.matrix)
             opts.pop("targets", None)
         else:
@@ -434,7 +434,9 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                             {"model": cfg.section("model"), "seed": seed,
                              "pretrain": cfg.section("experts") if cfg.model.tiny.pretrain_steps
                              else None},
-                            deps=("pool",), outputs=("base", "base-init")))
+                            deps=("pool",),
+                            outputs=("base", "base-init") if cfg.model.tiny.pretrain_steps
+                            else ("base",)))
         base_deps = ("base",)
     else:
         stages.append(Stage("base", lambda: None, {"model": cfg.section("model")}, deps=("pool",)))
@@ -502,5 +504,11 @@ def describe(cfg: Config) -> str:
     return json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
 
 
-__all__ = ["BASE_EVAL", "PipelineContext", "RunPaths", "build_stages", "solve_strategy",
-           "ConfigError"]
+__all__ = [
+    "BASE_EVAL",
+    "ConfigError",
+    "PipelineContext",
+    "RunPaths",
+    "build_stages",
+    "solve_strategy",
+]

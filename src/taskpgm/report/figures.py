@@ -118,7 +118,9 @@ class InfluenceRow:
     task: str
     weight: float
     l1_change: float  # L1 distance between the other tasks' weights before and after
-    energy_change: float  # optimal energy without the task minus with it (>= 0)
+    # Optimal energy without the task minus with it. The kernel and (rowsum) utilities are
+    # rebuilt from the reduced matrix, so this can be negative.
+    energy_change: float
 
 
 def influence_plot(rows: Sequence[InfluenceRow]) -> bytes:
@@ -132,7 +134,7 @@ def influence_plot(rows: Sequence[InfluenceRow]) -> bytes:
     a1.invert_yaxis()
     a1.set_xlabel("L1 change of the other weights")
     a2.barh(y, [r.energy_change for r in rows], color="tab:green")
-    a2.set_xlabel("energy increase when removed")
+    a2.set_xlabel("energy change when removed")
     fig.suptitle("Task influence (leave one task out)")
     return _png(fig)
 

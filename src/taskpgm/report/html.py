@@ -147,8 +147,8 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
                   _img("eval", pngs["eval"])]
     parts += ["<h2>Checks: is this experiment informative?</h2>", _checks(inp)]
     parts += ["<h2>Task affinity</h2>",
-              f"<p>{inp.affinity.n} tasks, metric <code>{html.escape(inp.affinity.kind)}</code>, "
-              "rows and columns in average-linkage cluster order.</p>",
+              (f"<p>{inp.affinity.n} tasks, metric <code>{html.escape(inp.affinity.kind)}</code>, "
+               "rows and columns in average-linkage cluster order.</p>"),
               _img("affinity heatmap", pngs["affinity_heatmap"])]
     if inp.mixtures:
         parts += ["<h2>Mixtures</h2>", _img("mixtures", pngs["mixtures"]),
@@ -156,8 +156,9 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
                   "</details>"]
     if inp.path is not None:
         parts += ["<h2>r-path</h2>",
-                  "<p>TaskPGM's optimum as r = beta/lambda varies. With rowsum utilities only r "
-                  "matters and r = 1/n gives the uniform mixture.</p>", _img("r-path", pngs["r_path"])]
+                  ("<p>TaskPGM's optimum as r = beta/lambda varies. With rowsum utilities only r "
+                   "matters and r = 1/n gives the uniform mixture.</p>"),
+                  _img("r-path", pngs["r_path"])]
     if inp.influence:
         rows = "".join(
             f"<tr><td>{html.escape(r.task)}</td><td>{r.weight:.3f}</td><td>{r.l1_change:.3f}</td>"
@@ -165,8 +166,8 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
             for r in sorted(inp.influence, key=lambda r: -r.l1_change)
         )
         parts += ["<h2>Task influence</h2>", _img("influence", pngs["influence"]),
-                  "<details><summary>table</summary><table><tr><th>task</th><th>weight</th>"
-                  f"<th>L1 change</th><th>energy change</th></tr>{rows}</table></details>"]
+                  ("<details><summary>table</summary><table><tr><th>task</th><th>weight</th>"
+                   f"<th>L1 change</th><th>energy change</th></tr>{rows}</table></details>")]
     if inp.evals:
         parts += ["<h2>Per-task evaluation</h2>", _per_task_table(inp)]
     doc = (

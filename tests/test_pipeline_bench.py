@@ -1,0 +1,41 @@
+"""The quality benchmark's statistics: paired differences to uniform and t-intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from taskpgm.bench.quality import DIRICHLET_GROUP, summarise, t_interval
+from taskpgm.report.records import ModelEval, TaskEval
+
+
+def _ev(name: str, loss: float, acc: float) -> ModelEval:
+    return ModelEval(name, [TaskEval("h", 10, loss, accuracy=acc)])
+
+
+def test_t_interval_matches_scipy():
+    d = np.array([0.1, -0.05, 0.2, 0.07])
+    m, lo, hi = t_interval(d)
+    ref = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert np.isclose(m, d.mean()) and np.allclose([lo, hi], ref)
+
+
+def test_summarise_pairs_within_seed_and_averages_dirichlet_draws():
+    # A seed effect shared by all strategies must cancel in the paired difference.
+    per_seed = {}
+    for s, shift in enumerate([0.0, 1.0, 2.0]):
+        per_seed[s] = {
+            "uniform": _ev("uniform", 3.0 + shift, 0.5),
+            "good": _ev("good", 2.9 + shift, 0.6),
+            "dirichlet-1": _ev("d1", 3.2 + shift, 0.4),
+            "dirichlet-2": _ev("d2", 3.0 + shift, 0.4),
+        }
+    rows = {(r.strategy, r.metric): r for r in summarise(per_seed)}
+    good = rows[("good", "loss_per_token")]
+    assert np.isclose(good.diff_mean, -0.1) and good.wins == 3
+    assert np.isclose(good.diff_low, -0.1) and np.isclose(good.diff_high, -0.1)
+    d = rows[(DIRICHLET_GROUP, "loss_per_token")]
+    assert np.isclose(d.diff_mean, 0.1) and d.wins == 0
+    acc = rows[("good", "score")]
+    assert np.isclose(acc.diff_mean, 0.1) and acc.wins == 3
+    assert rows[("uniform", "loss_per_token")].diff_mean is None

@@ -26,15 +26,15 @@ def demo_config(out: str | Path = "demo-run", seed: int = 0) -> Config:
     cfg.model.tiny.n_head = 2
     cfg.model.tiny.vocab_size = 256
     cfg.model.tiny.pretrain_steps = 0
-    cfg.experts.steps = 40
+    cfg.experts.steps = 60
     cfg.experts.batch_size = 16
     cfg.experts.lr = 3e-3
-    cfg.sample.budget = 800
-    cfg.train.steps = 50
+    cfg.sample.budget = 1600
+    cfg.train.steps = 100
     cfg.train.batch_size = 16
     cfg.train.lr = 3e-3
     cfg.evaluate.tasks = "heldout"
-    cfg.evaluate.max_examples = 50
+    cfg.evaluate.max_examples = 100
     cfg.strategies = default_strategies()
     return cfg
 

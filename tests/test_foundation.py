@@ -52,3 +52,19 @@ def test_cli_user_error_is_one_line_exit_2(cli, tmp_path):
         load_affinity(bad)
     code, out, err = cli("version")
     assert code == 0 and out.strip()
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    from taskpgm.io import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "f.json", {})
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -35,7 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_solve, cholesky, solve_triangular
+from scipy.linalg import cholesky, get_lapack_funcs, solve_triangular
+
+_potrf, _potrs = get_lapack_funcs(("potrf", "potrs"), dtype=np.float64)
 
 # Release/fix tolerances, relative to the problem's scale (see _scale).
 _DUAL_TOL = 1e-12
@@ -85,8 +87,11 @@ def kkt_residual(
     n = len(x)
     lo = np.zeros(n) if lower is None else lower
     hi = np.full(n, np.inf) if upper is None else upper
-    g = Q @ x - c
-    s = _scale(Q, c)
+    return _kkt_residual(Q @ x - c, _scale(Q, c), x, lo, hi, nu)
+
+
+def _kkt_residual(g, s, x, lo, hi, nu) -> float:
+    """:func:`kkt_residual` given the gradient g = Qx - c and the scale s."""
     if nu is None:
         free = (x > lo + 1e-12) & (x < hi - 1e-12)
         if free.any():
@@ -249,12 +254,13 @@ def solve_qp(
     lo, hi = check_bounds(n, lower, upper)
     scale = _scale(Q, c)
     rho = float(np.max(np.abs(np.diag(Q)))) or 1.0
-    Qt = Q + rho  # Q + rho 11'
     dual_tol = _DUAL_TOL * scale
     iters = 0
     facts = 0
 
     # ---- Phase 1: bulk primal-dual active set. ----
+    # Works on Q itself (Q~ = Q + rho 11' is never formed here): Q~_FF is the gathered
+    # block plus rho, factored in place by LAPACK; Q~ x = Q x + rho sum(x).
     free = np.ones(n, bool) if warm_free is None else np.asarray(warm_free, bool).copy()
     at_hi = np.zeros(n, bool)
     seen: set[bytes] = set()
@@ -267,45 +273,35 @@ def solve_qp(
             break
         seen.add(key)
         iters += 1
-        xt = np.where(at_hi, hi, lo)
         idx = np.flatnonzero(free)
-        try:
-            Lf = cholesky(Qt[np.ix_(idx, idx)], lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
+        step = _bulk_solve(Q, c, rho, idx, free, at_hi, lo, hi)
+        if step is None:
             break
         facts += 1
-        if np.min(np.diag(Lf)) ** 2 <= _PIVOT_TOL * rho:
-            break
-        xt[idx] = 0.0
-        xf, nut = _eqp(Qt, c, xt, idx, lambda r, Lf=Lf: cho_solve((Lf, True), r,
-                                                                   check_finite=False))
-        xt[idx] = xf
-        g = Qt @ xt - c - nut
+        xt, nut, g = step  # g = Q~ xt - c - nut
         to_lo = free & (xt < lo - _PRIMAL_TOL)
         to_hi = free & (xt > hi + _PRIMAL_TOL)
         rel = (~free) & ((~at_hi & (g < -dual_tol)) | (at_hi & (g > dual_tol)))
-        if not (to_lo.any() or to_hi.any() or rel.any()):
-            x = xt
-            nu = nut - rho
-            return _finish(Q, c, x, lo, hi, nu, iters, facts, "bulk")
-        if not (to_lo.any() or to_hi.any()):
+        any_fix = bool(to_lo.any() or to_hi.any())
+        if not (any_fix or rel.any()):
+            return _finish(Q, c, xt, lo, hi, nut - rho, iters, facts, "bulk")
+        if not any_fix:
             x_feasible = xt  # optimal on its face: the best start for phase 2
-        if to_lo.any() or to_hi.any():
+            free |= rel
+            at_hi &= ~rel
+        else:
             # Fix every out-of-bounds coordinate at once, but release nothing until the
             # solution on F is feasible: releasing and fixing together tends to oscillate.
             keep = free & ~to_lo & ~to_hi
             if not keep.any():  # never empty F: keep the coordinate nearest feasibility
-                idx_f = np.flatnonzero(free)
-                best = idx_f[np.argmax(np.minimum(xt[idx_f] - lo[idx_f], hi[idx_f] - xt[idx_f]))]
+                best = idx[np.argmax(np.minimum(xt[idx] - lo[idx], hi[idx] - xt[idx]))]
                 keep[best] = True
                 to_lo[best] = to_hi[best] = False
             free = keep
             at_hi |= to_hi
-        else:
-            free |= rel
-            at_hi &= ~rel
         x = xt
 
+    Qt = Q + rho  # Q + rho 11'
     # ---- Phase 2: primal active set from a feasible point. ----
     if x_feasible is not None:
         x = np.clip(x_feasible, lo, hi)
@@ -365,6 +361,49 @@ def solve_qp(
         g = _admit(factor, j, x, g, lo, hi, -1.0 if at_upper[j] else 1.0)
 
 
+def _bulk_solve(Q, c, rho, idx, free, at_hi, lo, hi):
+    """Equality-constrained minimiser with F = idx free and the rest at their bounds.
+
+    Returns (x, nu~, g) with g = Q~x - c - nu~, or None when Q~_FF is (numerically)
+    singular. One gathered copy of Q_FF, factored in place (LAPACK potrf/potrs)."""
+    n = len(c)
+    m = len(idx)
+    xt = np.where(at_hi, hi, lo)
+    xt[idx] = 0.0
+    if m == n:
+        A = Q + rho
+    else:
+        A = Q.take(idx, 0).take(idx, 1)
+        A += rho
+    # A is symmetric, so its transpose is the same matrix in Fortran order: LAPACK
+    # then factors it in place instead of copying it first.
+    L, info = _potrf(A.T, lower=1, clean=0, overwrite_a=1)
+    if info != 0:
+        return None
+    d = np.diagonal(L)
+    if d.min() ** 2 <= _PIVOT_TOL * rho:
+        return None
+    rhs = np.empty((m, 2), order="F")
+    rhs[:, 1] = 1.0
+    nz = np.flatnonzero(xt) if m < n else idx[:0]
+    if len(nz):
+        fixed_sum = float(xt[nz].sum())
+        rhs[:, 0] = c[idx] - (Q.take(nz, 1) @ xt[nz])[idx] - rho * fixed_sum
+    else:
+        fixed_sum = 0.0
+        rhs[:, 0] = c if m == n else c[idx]
+    both, info = _potrs(L, rhs, lower=1, overwrite_b=1)
+    if info != 0:
+        return None
+    a, b = both[:, 0], both[:, 1]
+    nu = ((1.0 - fixed_sum) - a.sum()) / b.sum()
+    xt[idx] = a + nu * b
+    g = Q @ xt
+    g += rho * float(xt.sum()) - nu
+    g -= c
+    return xt, float(nu), g
+
+
 def _nu_no_free(g, x, lo, hi) -> float:
     top = g[x >= hi].max(initial=-np.inf)
     bot = g[x <= lo].min(initial=np.inf)
@@ -420,7 +459,8 @@ def _finish(Q, c, x, lo, hi, nu, iters, facts, phase) -> QPResult:
     if free.any():
         x[free] += (1.0 - x.sum()) / free.sum()
         x = np.clip(x, lo, hi)
-    energy = float(0.5 * x @ (Q @ x) - c @ x)
-    kkt = kkt_residual(Q, c, x, lo, hi, nu)
+    Qx = Q @ x
+    energy = float(0.5 * x @ Qx - c @ x)
+    kkt = _kkt_residual(Qx - c, _scale(Q, c), x, lo, hi, nu)
     return QPResult(x=x, nu=float(nu), energy=energy, iterations=iters,
                     factorizations=facts, kkt_residual=kkt, phase=phase)

@@ -44,6 +44,10 @@ _DUAL_TOL = 1e-12
 _PRIMAL_TOL = 1e-13
 _PIVOT_TOL = 1e-10
 _MAX_BULK = 30
+# Reuse the last factor when F lost at most 1/_REUSE_RATIO of its coordinates, and accept
+# the result when stationarity on F holds to _REUSE_CHECK (relative): else refactor.
+_REUSE_RATIO = 8
+_REUSE_CHECK = 1e-12
 
 
 @dataclass
@@ -252,8 +256,9 @@ def solve_qp(
     c = np.asarray(c, dtype=np.float64)
     n = len(c)
     lo, hi = check_bounds(n, lower, upper)
-    scale = _scale(Q, c)
-    rho = float(np.max(np.abs(np.diag(Q)))) or 1.0
+    dmax = float(np.abs(np.diagonal(Q)).max(initial=0.0))
+    scale = max(dmax, float(np.abs(c).max(initial=0.0))) or 1.0  # == _scale(Q, c)
+    rho = dmax or 1.0
     dual_tol = _DUAL_TOL * scale
     iters = 0
     facts = 0
@@ -265,6 +270,8 @@ def solve_qp(
     at_hi = np.zeros(n, bool)
     seen: set[bytes] = set()
     x = x_feasible = None
+    base = base_set = None  # last factorisation: (L of Q~_BB, B) and B as a mask
+    reused = 0
     for _ in range(_MAX_BULK):
         if not free.any():
             break
@@ -274,17 +281,25 @@ def solve_qp(
         seen.add(key)
         iters += 1
         idx = np.flatnonzero(free)
-        step = _bulk_solve(Q, c, rho, idx, free, at_hi, lo, hi)
+        step = None
+        if base is not None and not (free & ~base_set).any():
+            # F shrank by a few coordinates since the last factorisation: reuse it.
+            step = _bulk_solve_reuse(Q, c, rho, base, base_set, free, at_hi, lo, hi, scale)
+            if step is not None:
+                reused += 1
         if step is None:
-            break
-        facts += 1
-        xt, nut, g = step  # g = Q~ xt - c - nut
+            step = _bulk_solve(Q, c, rho, idx, free, at_hi, lo, hi)
+            if step is None:
+                break
+            facts += 1
+            base, base_set = (step[3], idx), free.copy()
+        xt, nut, g = step[:3]  # g = Q~ xt - c - nut
         to_lo = free & (xt < lo - _PRIMAL_TOL)
         to_hi = free & (xt > hi + _PRIMAL_TOL)
         rel = (~free) & ((~at_hi & (g < -dual_tol)) | (at_hi & (g > dual_tol)))
         any_fix = bool(to_lo.any() or to_hi.any())
         if not (any_fix or rel.any()):
-            return _finish(Q, c, xt, lo, hi, nut - rho, iters, facts, "bulk")
+            return _finish(Q, c, xt, lo, hi, nut - rho, iters, facts, "bulk", scale)
         if not any_fix:
             x_feasible = xt  # optimal on its face: the best start for phase 2
             free |= rel
@@ -357,7 +372,7 @@ def solve_qp(
                                             np.maximum(-red, 0.0)))
         j = int(np.argmax(viol))
         if viol[j] <= dual_tol:
-            return _finish(Q, c, x, lo, hi, nu - rho, iters, facts, "active-set")
+            return _finish(Q, c, x, lo, hi, nu - rho, iters, facts, "active-set", scale)
         g = _admit(factor, j, x, g, lo, hi, -1.0 if at_upper[j] else 1.0)
 
 
@@ -380,8 +395,7 @@ def _bulk_solve(Q, c, rho, idx, free, at_hi, lo, hi):
     L, info = _potrf(A.T, lower=1, clean=0, overwrite_a=1)
     if info != 0:
         return None
-    d = np.diagonal(L)
-    if d.min() ** 2 <= _PIVOT_TOL * rho:
+    if np.diagonal(L).min() ** 2 <= _PIVOT_TOL * rho:
         return None
     rhs = np.empty((m, 2), order="F")
     rhs[:, 1] = 1.0
@@ -401,6 +415,54 @@ def _bulk_solve(Q, c, rho, idx, free, at_hi, lo, hi):
     g = Q @ xt
     g += rho * float(xt.sum()) - nu
     g -= c
+    return xt, float(nu), g, L
+
+
+def _bulk_solve_reuse(Q, c, rho, base, base_set, free, at_hi, lo, hi, scale):
+    """As :func:`_bulk_solve` for F = B minus D, from the factor of Q~_BB (B from the
+    last factorisation): minimise over x_B with x_D held at its bounds, the constraint
+    x_D = v_D entering through the d x d Schur complement (Q~_BB^-1)_DD. Costs potrs with
+    d + 2 right-hand sides instead of a new factorisation, so it is used only for small d,
+    and its result is checked (stationarity on F); None means "refactor instead"."""
+    L, bidx = base
+    s = len(bidx)
+    pos = np.flatnonzero(~free[bidx])  # positions of D in B
+    d = len(pos)
+    if d == 0 or d * _REUSE_RATIO > s:
+        return None
+    n = len(c)
+    xt = np.where(at_hi, hi, lo)
+    xt[bidx] = 0.0
+    v = np.where(at_hi[bidx[pos]], hi[bidx[pos]], lo[bidx[pos]])
+    rhs = np.zeros((s, d + 2), order="F")
+    nz = np.flatnonzero(xt) if s < n else bidx[:0]
+    fixed_sum = float(xt[nz].sum()) if len(nz) else 0.0
+    rhs[:, 0] = c[bidx]
+    if len(nz):
+        rhs[:, 0] -= (Q.take(nz, 1) @ xt[nz])[bidx] + rho * fixed_sum
+    rhs[:, 1] = 1.0
+    rhs[pos, 2 + np.arange(d)] = 1.0
+    sol, info = _potrs(L, rhs, lower=1, overwrite_b=1)
+    if info != 0:
+        return None
+    W = sol[:, 2:]
+    try:
+        mu = np.linalg.solve(W[pos], np.column_stack([sol[pos, 0] - v, sol[pos, 1]]))
+    except np.linalg.LinAlgError:
+        return None
+    ab = sol[:, :2] - W @ mu
+    keep = np.ones(s, bool)
+    keep[pos] = False
+    a, b = ab[keep, 0], ab[keep, 1]
+    nu = ((1.0 - fixed_sum - float(v.sum())) - a.sum()) / b.sum()
+    xt[bidx[pos]] = v
+    fidx = bidx[keep]
+    xt[fidx] = a + nu * b
+    g = Q @ xt
+    g += rho * float(xt.sum()) - nu
+    g -= c
+    if not np.all(np.isfinite(g)) or np.abs(g[fidx]).max() > _REUSE_CHECK * scale:
+        return None
     return xt, float(nu), g
 
 
@@ -452,7 +514,7 @@ def _admit(factor: _Factor, j: int, x, g, lo, hi, sign: float | None) -> np.ndar
         factor.remove(b)
 
 
-def _finish(Q, c, x, lo, hi, nu, iters, facts, phase) -> QPResult:
+def _finish(Q, c, x, lo, hi, nu, iters, facts, phase, scale) -> QPResult:
     x = np.clip(x, lo, hi)
     # Round-off may leave sum(x) off by ~1e-16 n; put the remainder on free coordinates.
     free = (x > lo) & (x < hi)
@@ -461,6 +523,6 @@ def _finish(Q, c, x, lo, hi, nu, iters, facts, phase) -> QPResult:
         x = np.clip(x, lo, hi)
     Qx = Q @ x
     energy = float(0.5 * x @ Qx - c @ x)
-    kkt = _kkt_residual(Qx - c, _scale(Q, c), x, lo, hi, nu)
+    kkt = _kkt_residual(Qx - c, scale, x, lo, hi, nu)
     return QPResult(x=x, nu=float(nu), energy=energy, iterations=iters,
                     factorizations=facts, kkt_residual=kkt, phase=phase)

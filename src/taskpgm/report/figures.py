@@ -145,14 +145,18 @@ def eval_bars(names: Sequence[str], losses: Sequence[float | None], base_loss: f
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(names) + 2), 3.2))
     vals = [np.nan if v is None else v for v in losses]
     ax.bar(range(len(names)), vals, color="tab:purple")
-    if base_loss is not None:
-        ax.axhline(base_loss, color="red", ls="--", lw=1, label="base model")
-        ax.legend(fontsize=8)
-    finite = [v for v in vals if np.isfinite(v)] + ([base_loss] if base_loss else [])
+    finite = [v for v in vals if np.isfinite(v)]
     if finite:
+        # Zoom on the strategies; the base model is usually far above them.
         lo, hi = min(finite), max(finite)
-        pad = 0.1 * (hi - lo) + 1e-6
+        pad = 0.15 * (hi - lo) + 1e-3
         ax.set_ylim(lo - pad, hi + pad)
+        if base_loss is not None and lo - pad <= base_loss <= hi + pad:
+            ax.axhline(base_loss, color="red", ls="--", lw=1, label="base model")
+            ax.legend(fontsize=8)
+    if base_loss is not None:
+        ax.text(0.99, 0.97, f"base model: {base_loss:.3f}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=8, color="red")
     ax.set_xticks(range(len(names)), list(names), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("held-out loss / token")
     ax.set_title("Mean held-out loss per token (lower is better)")

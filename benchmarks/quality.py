@@ -75,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = Table(title=f"Held-out tasks, paired vs uniform over seeds {args.seeds}")
     for col in ("strategy", "metric", "mean", "diff vs uniform", "95% CI", "wins"):
-        table.add_column(col, justify="left" if col in ("strategy", "metric") else "right")
+        table.add_column(col, justify="left" if col in ("strategy", "metric") else "right",
+                         no_wrap=True)
     for r in result["rows"]:
         ci = "-" if r["diff_low"] is None else f"[{r['diff_low']:+.4f}, {r['diff_high']:+.4f}]"
         diff = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.4f}"
         wins = "-" if r["wins"] is None else f"{r['wins']}/{len(args.seeds)}"
         table.add_row(r["strategy"], r["metric"], f"{r['mean']:.4f}", diff, ci, wins)
-    Console(highlight=False).print(table)
+    Console(highlight=False, width=max(Console().width, 110)).print(table)
     line = {"benchmark": "quality", "seeds": args.seeds, "seconds": round(time.perf_counter() - t0, 1),
             "out": str(out),
             "rows": [{k: r[k] for k in ("strategy", "metric", "mean", "diff_mean", "diff_low",

@@ -39,3 +39,10 @@ def test_summarise_pairs_within_seed_and_averages_dirichlet_draws():
     acc = rows[("good", "score")]
     assert np.isclose(acc.diff_mean, 0.1) and acc.wins == 3
     assert rows[("uniform", "loss_per_token")].diff_mean is None
+
+
+def test_ties_are_not_wins():
+    per_seed = {s: {"uniform": _ev("u", 3.0 + s, 0.5), "same": _ev("s", 3.0 + s, 0.5)}
+                for s in range(3)}
+    rows = {(r.strategy, r.metric): r for r in summarise(per_seed)}
+    assert rows[("same", "loss_per_token")].wins == 0 and rows[("same", "score")].wins == 0

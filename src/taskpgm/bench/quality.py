@@ -88,7 +88,9 @@ def summarise(per_seed: dict[int, dict[str, ModelEval]]) -> list[Row]:
                 rows.append(Row(name, metric, vals, float(np.mean(v)), None, None, None, None))
                 continue
             m, lo, hi = t_interval(v - ref)
-            wins = int(((v < ref) if lower_better else (v > ref)).sum())
+            # Ties (e.g. UniMax equal to uniform when its epoch cap does not bind) are not wins.
+            gain = (ref - v) if lower_better else (v - ref)
+            wins = int((gain > 1e-9).sum())
             rows.append(Row(name, metric, vals, float(np.mean(v)), m, lo, hi, wins))
     return rows
 

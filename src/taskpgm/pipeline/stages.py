@@ -177,8 +177,7 @@ def stage_pool(ctx: PipelineContext) -> None:
     elif pc.source == "bigbench":
         from taskpgm.tasks.bigbench import build_bigbench_pool
 
-        build_bigbench_pool(list(pc.tasks) + list(pc.heldout), out)
-        _mark_heldout(out, pc.heldout)
+        build_bigbench_pool(list(pc.tasks), out, heldout=list(pc.heldout))
     else:  # "dir": used in place; just check it loads.
         ctx.pool()
 

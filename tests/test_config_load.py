@@ -34,6 +34,7 @@ def test_annotated_template_loads_to_the_defaults_and_comments_every_field(tmp_p
 
 def test_round_trip_of_a_modified_config(tmp_path):
     cfg = Config()
+    cfg.mixture.r_rel = None
     cfg.mixture.beta = 0.25
     cfg.mixture.targets = ["a", "b"]
     cfg.sample.budget = 1234
@@ -42,6 +43,17 @@ def test_round_trip_of_a_modified_config(tmp_path):
     save_config(cfg, path)
     assert load_config(path) == cfg
     assert dump_config(load_config(path)) == dump_config(cfg)
+
+
+def test_trade_off_defaults_to_r_rel_and_beta_alone_replaces_it(tmp_path):
+    assert Config().mixture.r_rel == 0.5 and Config().mixture.beta is None
+    path = tmp_path / "c.yaml"
+    path.write_text("mixture:\n  beta: 0.1\n")
+    m = load_config(path).mixture
+    assert m.r_rel is None and m.beta == 0.1 and m.lam is None
+    # The saved form keeps r_rel: null, so it loads back to the same config.
+    save_config(load_config(path), path)
+    assert load_config(path).mixture == m
 
 
 def test_init_cli_writes_a_loadable_file_and_refuses_to_overwrite(cli, tmp_path):
@@ -61,6 +73,8 @@ def test_init_cli_writes_a_loadable_file_and_refuses_to_overwrite(cli, tmp_path)
         ("strategies:\n- name: u\n  method: uniform\n  weight: 2\n",
          "unknown key 'strategies.0.weight'"),
         ("mixture:\n  beta: -1\n", "field 'mixture.beta'"),
+        ("mixture:\n  r_rel: 0\n", "field 'mixture.r_rel'"),
+        ("mixture:\n  r_rel: 0.5\n  lam: 2\n", "mixture.r_rel or mixture.beta/lam, not both"),
         ("mixture:\n  kernel: magic\n", "field 'mixture.kernel'"),
         ("strategies:\n- name: u\n  method: uniform\n- name: u\n  method: size\n",
          "strategy name 'u' appears twice"),

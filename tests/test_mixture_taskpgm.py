@@ -47,8 +47,10 @@ def test_kernel_none_refuses_non_psd():
 @pytest.mark.parametrize("kind", ["shift", "clip", "exp", "laplacian"])
 def test_real_matrix_every_kernel_solves_and_beats_paper_mode(pmi316_path, kind):
     S = np.load(pmi316_path)
-    exact = solve(S, kernel=kind)
-    paper = solve(S, kernel=kind, method="taskpgm-paper")
+    # beta = 1 (r = 1): with the default r_rel the laplacian energies are ~1e-17, below
+    # what a relative comparison can resolve.
+    exact = solve(S, kernel=kind, beta=1.0)
+    paper = solve(S, kernel=kind, method="taskpgm-paper", beta=1.0)
     assert exact.diagnostics["kkt_residual"] <= 1e-9
     assert abs(exact.weights.sum() - 1) < 1e-12 and exact.weights.min() >= 0
     e, ep = exact.diagnostics["energy"], paper.diagnostics["energy"]
@@ -62,7 +64,7 @@ def test_real_matrix_shift_kernel_differs_from_paper(pmi316_path):
     # A fact about the real matrix worth pinning: projection is not the optimum there.
     S = np.load(pmi316_path)
     exact = solve(S, beta=1.0)
-    paper = solve(S, method="taskpgm-paper")
+    paper = solve(S, method="taskpgm-paper", beta=1.0)
     assert paper.diagnostics["kkt_residual"] > 1e-6
     assert exact.diagnostics["energy"] < paper.diagnostics["energy"]
 
@@ -76,6 +78,45 @@ def test_rowsum_with_r_one_over_n_is_uniform(n, seed, kind):
     # Only r = beta/lambda matters with rowsum utilities.
     m2 = solve(S, kernel=kind, beta=3.0 / n, lam=3.0)
     assert m2.weights == pytest.approx(m.weights, abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 25), st.integers(0, 10**6), st.sampled_from(["shift", "clip", "exp"]))
+def test_r_rel_is_r_in_units_of_one_over_n(n, seed, kind):
+    S = random_affinity(n, seed)
+    # r_rel = 1 is the uniform point whatever n is; r_rel = x is beta = x/n, lam = 1.
+    assert solve(S, kernel=kind, r_rel=1.0).weights == pytest.approx(np.full(n, 1 / n),
+                                                                     abs=1e-9)
+    a = solve(S, kernel=kind, r_rel=0.3)
+    b = solve(S, kernel=kind, beta=0.3 / n, lam=1.0)
+    assert a.weights == pytest.approx(b.weights, abs=1e-12)
+    assert a.params["r_rel"] == pytest.approx(0.3) and a.params["r"] == pytest.approx(0.3 / n)
+
+
+def test_default_trade_off_is_r_rel_half_between_diversity_and_uniform():
+    from taskpgm.mixture.api import R_REL_DEFAULT
+
+    n = 6
+    S = random_affinity(n, 3)
+    m = solve(S)
+    assert R_REL_DEFAULT == 0.5 and m.params["r_rel"] == pytest.approx(0.5)
+    assert m.params["beta"] == pytest.approx(0.5 / n) and m.params["lam"] == 1.0
+    # Giving only beta keeps the old meaning (lam = 1).
+    assert solve(S, beta=2.0).params["r"] == pytest.approx(2.0)
+    # Without binding bounds the rowsum optimum is the affine mix of uniform and the
+    # pure-diversity point: p(r_rel) = r_rel/n + (1 - r_rel) p_div. A well-conditioned
+    # kernel keeps every weight positive, so the closed form applies.
+    K = np.eye(n) + 0.1 * np.ones((n, n)) + np.diag(np.linspace(0, 0.5, n))
+    p_div = np.linalg.solve(K, np.ones(n))
+    p_div /= p_div.sum()
+    got = solve(K, kernel="none", r_rel=0.5).weights
+    assert got == pytest.approx(0.5 / n + 0.5 * p_div, abs=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [{"r_rel": 0.5, "beta": 1.0}, {"r_rel": 0.5, "lam": 2.0}])
+def test_r_rel_and_beta_lam_together_are_refused(kwargs):
+    with pytest.raises(InputError, match="not both"):
+        solve(random_affinity(4, 0), **kwargs)
 
 
 def test_target_unary_puts_mass_near_targets():
@@ -106,6 +147,7 @@ def test_given_utilities_and_caps():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"beta": 0.0}, "beta"), ({"lam": -1.0}, "lam"), ({"budget_k": 9}, "exceeds"),
+    ({"r_rel": 0.0}, "r_rel"), ({"r_rel": float("nan")}, "r_rel"),
     ({"method": "nope"}, "unknown method"), ({"kernel": "nope"}, "unknown kernel"),
 ])
 def test_bad_arguments_are_input_errors(kwargs, match):
@@ -173,3 +215,18 @@ def test_greedy_first_pick_is_the_best_single_task_and_cost_budget():
     m = solve(random_affinity(8, 11), costs=costs, cost_budget=5.0, beta=1.0)
     picked = [int(t[4:]) for t in m.diagnostics["picked"]]
     assert costs[picked].sum() <= 5.0
+
+
+def test_cli_r_rel_default_flag_and_conflict(cli, tmp_path):
+    from taskpgm.affinity.io import save_affinity
+    from taskpgm.mixture.record import Mixture
+
+    path = tmp_path / "aff.npz"
+    save_affinity(path, AffinityMatrix([f"t{i}" for i in range(5)], random_affinity(5, 1)))
+    out = tmp_path / "m.json"
+    assert cli("solve", "--affinity", path, "--out", out)[0] == 0
+    assert Mixture.load(out).params["r_rel"] == pytest.approx(0.5)  # the documented default
+    assert cli("solve", "--affinity", path, "--r-rel", "1", "--out", out)[0] == 0
+    assert Mixture.load(out).weights == pytest.approx(np.full(5, 0.2), abs=1e-9)
+    code, _, err = cli("solve", "--affinity", path, "--r-rel", "0.5", "--beta", "2")
+    assert code == 2 and "not both" in err and "Traceback" not in err

@@ -102,3 +102,13 @@ def test_bad_inputs_named_and_nothing_written(pool, tmp_path, cli):
     code, _, err = cli("sample", "--pool", pool.root, "--mixture", tmp_path / "broken.json",
                        "--budget", 5, "--out", out)
     assert code == 2 and "missing field 'weights'" in err
+
+
+def test_allocation_ignores_float_noise_in_weights():
+    from taskpgm.sample import allocate
+
+    n = 12
+    exact = np.full(n, 1.0 / n)
+    noisy = exact + np.array([(-1) ** i * 4e-17 for i in range(n)])
+    assert np.array_equal(allocate(exact, 1000, "largest_remainder"),
+                          allocate(noisy, 1000, "largest_remainder"))

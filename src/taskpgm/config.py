@@ -59,6 +59,11 @@ class PoolConfig(_Section):
         "sort, code, largest; 'add' is also available).",
     )
     scale: float = Field(1.0, gt=0, description="source=synthetic: multiplies train split sizes.")
+    max_examples: int | None = Field(
+        None, ge=10,
+        description="source=bigbench: keep at most this many examples per task (the first "
+        "ones in the task file, before the hash split), to bound CPU cost.",
+    )
 
 
 class TinyModelConfig(_Section):
@@ -121,12 +126,43 @@ class MixtureConfig(_Section):
         "base model on those tasks' probe sets, since held-out tasks have no experts).",
     )
     utilities: str | None = Field(None, description="unary=given: file of utilities.")
-    beta: float = Field(1.0, gt=0, description="Weight of the unary term.")
-    lam: float = Field(1.0, gt=0, description="Weight of the pairwise (diversity) term.")
+    r_rel: float | None = Field(
+        0.5, gt=0,
+        description="Trade-off r = beta/lam in units of 1/n (r = r_rel/n), so it means the "
+        "same for any number of tasks n. With rowsum utilities only r matters: 1 gives the "
+        "uniform mixture, towards 0 the pure diversity mixture (min p'Kp), and 0.5 (the "
+        "default) weighs the two equally. Set null to use beta/lam instead; giving beta or "
+        "lam without r_rel does that too.",
+    )
+    beta: float | None = Field(
+        None, gt=0, description="Weight of the unary term (only with r_rel: null; default 1)."
+    )
+    lam: float | None = Field(
+        None, gt=0,
+        description="Weight of the pairwise (diversity) term (only with r_rel: null; default 1).",
+    )
     budget_k: int | None = Field(None, ge=1, description="Pick at most k tasks (greedy).")
     max_epochs: float | None = Field(
         None, gt=0, description="Cap each task's weight at max_epochs * size / sample.budget."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _beta_lam_replace_r_rel(cls, data: Any) -> Any:
+        # beta/lam and r_rel are two spellings of one trade-off: a config that sets beta or
+        # lam (and not r_rel) means beta/lam, rather than tripping over r_rel's default.
+        if isinstance(data, dict) and "r_rel" not in data and (
+            data.get("beta") is not None or data.get("lam") is not None
+        ):
+            data = {**data, "r_rel": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_trade_off(self) -> MixtureConfig:
+        if self.r_rel is not None and (self.beta is not None or self.lam is not None):
+            raise ValueError("set either mixture.r_rel or mixture.beta/lam, not both "
+                             "(r_rel: null to use beta/lam)")
+        return self
 
 
 class SampleConfig(_Section):

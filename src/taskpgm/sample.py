@@ -85,7 +85,9 @@ def allocate(
         raise InputError("mixture weights must be finite, non-negative and not all zero")
     w = w / w.sum()
     if method == "largest_remainder":
-        quota = w * budget
+        # Rounding the quotas first makes weights that differ only by float noise
+        # (uniform from two different solvers, say) give exactly the same counts.
+        quota = np.round(w * budget, 9)
         counts = np.floor(quota).astype(np.int64)
         short = budget - int(counts.sum())
         # Largest fractional part first; ties go to the earlier task (stable sort).

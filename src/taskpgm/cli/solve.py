@@ -39,8 +39,14 @@ def solve_command(
                                                 )] = None,
     utilities: Annotated[Path | None, typer.Option(help="Utilities file (unary 'given')."
                                                    )] = None,
-    beta: Annotated[float, typer.Option(help="Weight of the unary term.")] = 1.0,
-    lam: Annotated[float, typer.Option(help="Weight of the pairwise term (lambda).")] = 1.0,
+    r_rel: Annotated[float | None, typer.Option(
+        help="Trade-off r = beta/lambda in units of 1/n (r = r_rel/n). With rowsum utilities "
+        "1 = uniform, towards 0 = pure diversity (min p'Kp). Default 0.5 when neither "
+        "--beta nor --lam is given.")] = None,
+    beta: Annotated[float | None, typer.Option(
+        help="Weight of the unary term (instead of --r-rel; default 1 if --lam is given).")] = None,
+    lam: Annotated[float | None, typer.Option(
+        help="Weight of the pairwise term, lambda (instead of --r-rel).")] = None,
     budget_k: Annotated[int | None, typer.Option(help="Pick at most k tasks (greedy).")] = None,
     costs: Annotated[Path | None, typer.Option(help="Per-task costs file (with --cost-budget)."
                                                )] = None,
@@ -88,7 +94,7 @@ def solve_command(
 
             atomic_write_json(out, result.to_json())
         return
-    mix = solve(aff, method=method, beta=beta, lam=lam, budget_k=budget_k,
+    mix = solve(aff, method=method, beta=beta, lam=lam, r_rel=r_rel, budget_k=budget_k,
                 sizes=_opt_values(sizes, "sizes"), temperature=temperature, cap=cap,
                 unimax_budget=unimax_budget, max_epochs=max_epochs,
                 costs=_opt_values(costs, "costs"), cost_budget=cost_budget, **common)

@@ -18,6 +18,12 @@ from taskpgm.mixture.qp import check_bounds, kkt_residual, project_capped_simple
 from taskpgm.mixture.record import Mixture
 from taskpgm.mixture.unary import align_values, unary_utilities
 
+# Default trade-off, as r = beta/lam in units of 1/n (r = R_REL_DEFAULT / n). With rowsum
+# utilities and no binding bounds the optimum is r_rel * uniform + (1 - r_rel) * the pure
+# diversity point argmin p'Kp, so 0.5 weighs the two ends equally: chosen on that
+# principle, not by tuning on any evaluation (docs/DECISIONS.md D8).
+R_REL_DEFAULT = 0.5
+
 PAPER_LABEL = ("reference procedure: equality-only closed form, then Euclidean projection "
                "onto the simplex (not the constrained optimum)")
 
@@ -83,7 +89,8 @@ def build_problem(inp: MixtureInputs) -> EnergyProblem:
 
 def _common_params(inp: MixtureInputs) -> dict[str, Any]:
     out: dict[str, Any] = {"kernel": inp.kernel, "unary": inp.unary, "beta": inp.beta,
-                           "lam": inp.lam, "r": inp.beta / inp.lam}
+                           "lam": inp.lam, "r": inp.beta / inp.lam,
+                           "r_rel": inp.beta / inp.lam * inp.n}
     if inp.targets:
         out["targets"] = list(inp.targets)
     if inp.caps is not None:
@@ -251,6 +258,23 @@ def _positive(x: float, what: str) -> float:
     return v
 
 
+def resolve_trade_off(n: int, beta: float | None, lam: float | None,
+                      r_rel: float | None) -> tuple[float, float]:
+    """(beta, lam) from either ``beta``/``lam`` or ``r_rel`` (r = beta/lam = r_rel/n).
+
+    Giving neither uses ``r_rel = R_REL_DEFAULT``; giving only one of beta/lam leaves the
+    other at 1. Both forms at once would be ambiguous, so that is an error.
+    """
+    if r_rel is not None:
+        if beta is not None or lam is not None:
+            raise InputError("give r_rel or beta/lam, not both (r = beta/lam = r_rel/n)")
+        return _positive(r_rel, "r_rel") / max(n, 1), 1.0
+    if beta is None and lam is None:
+        return R_REL_DEFAULT / max(n, 1), 1.0
+    return (_positive(1.0 if beta is None else beta, "beta"),
+            _positive(1.0 if lam is None else lam, "lam (lambda)"))
+
+
 def make_inputs(
     affinity=None,
     *,
@@ -259,8 +283,9 @@ def make_inputs(
     unary: str = "rowsum",
     targets: Sequence[str] | None = None,
     utilities=None,
-    beta: float = 1.0,
-    lam: float = 1.0,
+    beta: float | None = None,
+    lam: float | None = None,
+    r_rel: float | None = None,
     budget_k: int | None = None,
     caps=None,
     floors=None,
@@ -272,8 +297,7 @@ def make_inputs(
     n = len(task_names)
     if len(set(task_names)) != n:
         raise InputError("a task name appears twice")
-    beta = _positive(beta, "beta")
-    lam = _positive(lam, "lam (lambda)")
+    beta, lam = resolve_trade_off(n, beta, lam, r_rel)
     if budget_k is not None:
         if isinstance(budget_k, bool) or int(budget_k) != budget_k or budget_k < 1:
             raise InputError(f"budget k must be a positive integer, got {budget_k!r}")
@@ -305,8 +329,9 @@ def solve(
     unary: str = "rowsum",
     targets: Sequence[str] | None = None,
     utilities=None,
-    beta: float = 1.0,
-    lam: float = 1.0,
+    beta: float | None = None,
+    lam: float | None = None,
+    r_rel: float | None = None,
     budget_k: int | None = None,
     caps=None,
     floors=None,
@@ -318,6 +343,8 @@ def solve(
     ``affinity``: square matrix (ndarray) or :class:`AffinityMatrix`; may be None for the
     size baselines when ``names`` or a ``sizes`` mapping names the tasks. ``caps``,
     ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
+    Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
+    -> 0 = pure diversity) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT`` (0.5).
     Extra ``params``: ``kernel_floor``, ``sigma`` (kernels), ``temperature``, ``cap``,
     ``unimax_budget``, ``max_epochs`` (baselines), ``costs`` + ``cost_budget`` (budgeted
     TaskPGM by cost instead of count).
@@ -325,8 +352,8 @@ def solve(
     if method not in STRATEGIES:
         raise InputError(f"unknown method {method!r} (choose from {', '.join(STRATEGIES)})")
     inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
-                      utilities=utilities, beta=beta, lam=lam, budget_k=budget_k, caps=caps,
-                      floors=floors, sizes=sizes, **params)
+                      utilities=utilities, beta=beta, lam=lam, r_rel=r_rel, budget_k=budget_k,
+                      caps=caps, floors=floors, sizes=sizes, **params)
     return STRATEGIES[method].run(inp)
 
 
@@ -394,6 +421,7 @@ def r_path(
         out_k.append(res.kkt_residual)
         out_i.append(res.iterations)
     params_out = _common_params(inp)
-    params_out.pop("beta"), params_out.pop("lam"), params_out.pop("r")
+    for key in ("beta", "lam", "r", "r_rel"):
+        params_out.pop(key)
     return RPath(list(inp.names), r_arr, np.array(out_w), np.array(out_e), np.array(out_s),
                  np.array(out_k), np.array(out_i), params_out)

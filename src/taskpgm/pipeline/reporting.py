@@ -105,6 +105,11 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
     """The options the main mixture was solved with (given utilities re-read from disk)."""
     keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma")
     out = {k: mixture.params[k] for k in keep if k in mixture.params}
+    if ctx.cfg.mixture.r_rel is not None:
+        # Re-solve at the same r_rel (not the same beta): removing a task changes n, and
+        # r_rel is what the config holds fixed.
+        out.pop("beta", None), out.pop("lam", None)
+        out["r_rel"] = ctx.cfg.mixture.r_rel
     if out.get("unary") == "given" and ctx.paths.utilities.is_file():
         from taskpgm.pipeline.stages import _scale_like_rowsum, load_utilities
 
@@ -120,7 +125,7 @@ def compute_path(aff: AffinityMatrix, points: int, **opts: Any) -> PathData:
     """TaskPGM's exact optimum over a log grid of r = beta/lambda through 1/n."""
     from taskpgm.mixture import default_rs, r_path
 
-    opts = {k: v for k, v in opts.items() if k not in ("beta", "lam")}
+    opts = {k: v for k, v in opts.items() if k not in ("beta", "lam", "r_rel")}
     path = r_path(aff, rs=default_rs(aff.n, points), **opts)
     return PathData(np.asarray(path.rs), np.asarray(path.weights), list(path.names))
 

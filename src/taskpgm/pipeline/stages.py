@@ -177,7 +177,8 @@ def stage_pool(ctx: PipelineContext) -> None:
     elif pc.source == "bigbench":
         from taskpgm.tasks.bigbench import build_bigbench_pool
 
-        build_bigbench_pool(list(pc.tasks), out, heldout=list(pc.heldout))
+        build_bigbench_pool(list(pc.tasks), out, heldout=list(pc.heldout),
+                            max_examples=pc.max_examples)
     else:  # "dir": used in place; just check it loads.
         ctx.pool()
 
@@ -315,10 +316,15 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
     if strategy.method in ("taskpgm", "taskpgm-paper"):
         m = ctx.cfg.mixture
         opts: dict[str, Any] = {"kernel": m.kernel, "unary": m.unary, "targets": m.targets,
-                                "beta": m.beta, "lam": m.lam, "budget_k": m.budget_k}
+                                "r_rel": m.r_rel, "beta": m.beta, "lam": m.lam,
+                                "budget_k": m.budget_k}
         if m.max_epochs is not None:
             opts["caps"] = np.minimum(m.max_epochs * sizes / ctx.cfg.sample.budget, 1.0)
-        opts.update(strategy.params)
+        params = dict(strategy.params)
+        if "r_rel" in params or "beta" in params or "lam" in params:
+            # A strategy's own trade-off replaces the section's, whichever way it is spelt.
+            opts.update({"r_rel": None, "beta": None, "lam": None})
+        opts.update(params)
         if opts.get("unary") == "target":
             # Held-out targets have no experts, hence no row in the affinity matrix:
             # use utilities measured from the scores instead (see stage_utilities).
@@ -342,7 +348,9 @@ def _scale_like_rowsum(u: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
     Utilities are log-likelihood gains (nats/token); the kernel is built from the
     affinity in its own units. Matching the spread of the row sums of the affinity keeps
-    ``beta`` and ``lam`` meaning the same thing for both unary choices.
+    ``r_rel`` (and ``beta``/``lam``) meaning the same tilt for both unary choices: the
+    centred rowsum u = K1 has exactly that spread, and a constant in u does not move the
+    optimum on the simplex.
     """
     s = 0.5 * (matrix + matrix.T)
     ref = np.std(s.sum(axis=1))

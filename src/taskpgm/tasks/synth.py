@@ -1,8 +1,8 @@
 """The built-in synthetic task suite: the embedded default for the demo and the tests.
 
-Procedural text tasks grouped into skill families. Each family has several training
-variants that differ only in the instruction words (like the many templates T0/FLAN
-ship per dataset) and in size, plus one held-out task (role ``heldout``) with an
+Procedural text tasks grouped into skill families. Each family has an uneven number of
+training variants (1 to 5) that differ only in the instruction words (like the 2 to 10+
+templates T0/FLAN ship per dataset) and in size, plus one held-out task (role ``heldout``) with an
 instruction not seen in training. Within a family the input line and the answer format
 are identical, so a tiny model can transfer between variants; across families the
 inputs and answers differ (letters, digits, code words, numbers with options).
@@ -75,31 +75,59 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("reverse", _reverse,
-               ("Reverse the list.", "Write the items backwards.", "Flip the order of the items."),
+               ("Reverse the list.", "Write the items backwards.", "Flip the order of the items.",
+                "List the items from last to first.", "Read the items back in reverse."),
                "Give the items in the opposite order."),
         Family("sort", _sort,
                ("Sort the digits.", "Put the digits in increasing order.",
-                "Arrange the digits from small to large."),
+                "Arrange the digits from small to large.", "List the digits in ascending order.",
+                "Rewrite the digits sorted."),
                "Order the digits from lowest to highest."),
         Family("code", _code,
                ("Encode the words.", "Translate the words into code.",
-                "Apply the secret code to each word."),
+                "Apply the secret code to each word.", "Replace each word by its code.",
+                "Write the code for every word."),
                "Convert each word to its code word."),
         Family("largest", _largest,
                ("Pick the largest number.", "Which option is the biggest?",
-                "Choose the maximum value."),
+                "Choose the maximum value.", "Name the highest number.",
+                "Find the biggest option."),
                "Select the greatest of the options."),
         Family("add", _add,
-               ("Add the numbers.", "Compute the sum.", "What is the total?"),
+               ("Add the numbers.", "Compute the sum.", "What is the total?",
+                "Sum the two numbers.", "Add them together."),
                "Find the sum of the two numbers."),
     )
 }
 DEFAULT_FAMILIES: tuple[str, ...] = ("reverse", "sort", "code", "largest")
-# Train sizes of a family's variants; rotated per family so size and skill are not tied.
-VARIANT_SIZES: tuple[int, ...] = (600, 200, 60)
+# Training variants (templates) per family: uneven, like real pools (T0/FLAN ship 2 to 10+
+# templates per dataset), so that uniform-over-tasks over-weights the families with many
+# templates -- the redundancy a mixing method has to notice. The first k counts are used
+# for k families and handed to the families by a seeded permutation, so no family (and
+# no held-out task) is always the over-represented one. Fixed before any run; not tuned.
+VARIANT_COUNTS: tuple[int, ...] = (5, 1, 3, 2, 4)
+# Train sizes of the variants, cycled from a per-family offset, so that size is tied
+# neither to the skill nor to the number of templates.
+VARIANT_SIZES: tuple[int, ...] = (600, 200, 60, 400, 120)
 PROBE_SIZE = 32
 EVAL_SIZE = 64
 HELDOUT_EVAL_SIZE = 100
+
+
+def variant_counts(families: Sequence[str], seed: int,
+                   counts: Sequence[int] | None = None) -> dict[str, int]:
+    """Training variants per family: ``counts`` in order, or the seeded default."""
+    if counts is not None:
+        if len(counts) != len(families):
+            raise InputError(f"variant counts: {len(counts)} given for {len(families)} families")
+        top = min(len(FAMILIES[f].train_templates) for f in families)
+        bad = [c for c in counts if not 1 <= int(c) <= top]
+        if bad:
+            raise InputError(f"variant counts must be between 1 and {top}, got {bad[0]}")
+        return {f: int(c) for f, c in zip(families, counts, strict=True)}
+    base = [VARIANT_COUNTS[i % len(VARIANT_COUNTS)] for i in range(len(families))]
+    random.Random(f"taskpgm-synth/{seed}/variant-counts").shuffle(base)
+    return dict(zip(families, base, strict=True))
 
 
 def render(template: str, payload: Payload) -> Example:
@@ -131,6 +159,7 @@ def synthetic_tasks(
     scale: float = 1.0,
     probe_size: int = PROBE_SIZE,
     eval_size: int = EVAL_SIZE,
+    counts: Sequence[int] | None = None,
 ) -> list[TaskData]:
     """The suite's tasks in memory (``scale`` shrinks or grows every train split)."""
     unknown = [f for f in families if f not in FAMILIES]
@@ -138,11 +167,12 @@ def synthetic_tasks(
         raise InputError(f"unknown synthetic family {unknown[0]!r} (known: {', '.join(FAMILIES)})")
     if scale <= 0:
         raise InputError(f"synthetic scale must be positive, got {scale}")
+    n_variants = variant_counts(families, seed, counts)
     tasks: list[TaskData] = []
     for fi, fname in enumerate(families):
         fam = FAMILIES[fname]
         sizes = VARIANT_SIZES[fi % len(VARIANT_SIZES):] + VARIANT_SIZES[: fi % len(VARIANT_SIZES)]
-        for vi, template in enumerate(fam.train_templates):
+        for vi, template in enumerate(fam.train_templates[: n_variants[fname]]):
             name = f"{fname}_v{vi + 1}"
             n_train = max(4, round(sizes[vi % len(sizes)] * scale))
             rng = random.Random(f"taskpgm-synth/{seed}/{name}")
@@ -177,8 +207,14 @@ def build_synthetic_pool(
     scale: float = 1.0,
     probe_size: int = PROBE_SIZE,
     eval_size: int = EVAL_SIZE,
+    counts: Sequence[int] | None = None,
 ) -> Pool:
-    """Write the synthetic suite as a pool at ``out``; the same seed gives the same bytes."""
-    tasks = synthetic_tasks(seed, families, scale, probe_size, eval_size)
-    meta = {"suite": "synthetic", "seed": seed, "families": list(families), "scale": scale}
+    """Write the synthetic suite as a pool at ``out``; the same seed gives the same bytes.
+
+    ``counts``: training variants per family (in ``families`` order); default: the uneven
+    :data:`VARIANT_COUNTS`, assigned to families by a permutation seeded with ``seed``.
+    """
+    tasks = synthetic_tasks(seed, families, scale, probe_size, eval_size, counts)
+    meta = {"suite": "synthetic", "seed": seed, "families": list(families), "scale": scale,
+            "variants": variant_counts(families, seed, counts)}
     return write_pool(out, tasks, meta)

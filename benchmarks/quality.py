@@ -26,19 +26,47 @@ from rich.table import Table
 # the hash split), and the tiny model's 256-token context, which truncates every long
 # prompt from the left in the same way for training, scoring and evaluation (encode.py).
 # A larger BPE vocabulary than the synthetic suite's shortens those real-text sequences.
-BIGBENCH_MAX_EXAMPLES = 300
+BIGBENCH_MAX_EXAMPLES = 200
 BIGBENCH_VOCAB = 1024
+# A task needs this many distinct prompts (within the cap) to give non-empty
+# train/probe/eval splits; e.g. cause_and_effect/one_sentence_no_prompt has one (empty)
+# prompt for all 51 examples, and conceptual_combinations' subtasks have 10-16 examples.
+BIGBENCH_MIN_DISTINCT = 20
+
+
+def bigbench_train_tasks(max_examples: int) -> tuple[list[str], list[str]]:
+    """default_suite()'s training tasks expanded to subtasks, minus unsplittable ones."""
+    from taskpgm.io import read_json
+    from taskpgm.tasks.bigbench import (cache_dir, convert_task_json, default_suite,
+                                        ensure_sdist, extract_tasks, pool_name,
+                                        resolve_tasks, task_index)
+
+    sdist = ensure_sdist(cache_dir())
+    index = task_index(sdist)
+    keys = resolve_tasks(default_suite()["train"], index)
+    paths = extract_tasks(sdist, keys, cache_dir() / "tasks")
+    keep, dropped = [], []
+    for k in keys:
+        examples, _, _ = convert_task_json(read_json(paths[k]), k)
+        distinct = len({e.prompt for e in examples[:max_examples]})
+        (keep if distinct >= BIGBENCH_MIN_DISTINCT else dropped).append(pool_name(k))
+    return keep, dropped
 
 
 def bigbench_overrides(base):
     from taskpgm.tasks.bigbench import default_suite
 
-    suite = default_suite()
+    train, dropped = bigbench_train_tasks(BIGBENCH_MAX_EXAMPLES)
+    if dropped:
+        print(f"bigbench: leaving out {len(dropped)} subtasks with < {BIGBENCH_MIN_DISTINCT} "
+              f"distinct prompts: {', '.join(dropped)}", file=sys.stderr)
     base.pool.source = "bigbench"
-    base.pool.tasks = suite["train"]
-    base.pool.heldout = suite["heldout"]
+    base.pool.tasks = train
+    base.pool.heldout = default_suite()["heldout"]
     base.pool.max_examples = BIGBENCH_MAX_EXAMPLES
     base.model.tiny.vocab_size = BIGBENCH_VOCAB
+    # Scoring is experts x tasks; fewer expert steps keep ~75 experts within CPU reach.
+    base.experts.steps = 40
     return base
 
 
@@ -59,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False, stderr=True)
     base = demo_config(args.out)
     out = args.out
-    if args.bigbench:
-        base = bigbench_overrides(base)
-        out = f"{args.out}/bigbench"
     try:
+        if args.bigbench:
+            base = bigbench_overrides(base)
+            out = f"{args.out}/bigbench"
         data = base.model_dump(mode="json")
         for ov in args.set:
             data = apply_override(data, ov)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections import Counter
 
 import pytest
 
 from taskpgm.errors import InputError
 from taskpgm.tasks.bigbench import build_bigbench_pool, cache_dir, default_suite
-from taskpgm.tasks.synth import build_synthetic_pool
+from taskpgm.tasks.synth import build_synthetic_pool, synthetic_tasks, variant_counts
 
 
 def test_synth_structure_and_determinism(tmp_path, cli):
     pool = build_synthetic_pool(tmp_path / "a", seed=0)
     train, held = pool.train_tasks(), pool.heldout_tasks()
-    assert len(train) == 12 and len(held) == 4
-    assert {t.family for t in train} == {t.family for t in held}
+    # Uneven templates per family (like T0/FLAN), one held-out task per family.
+    per_family = Counter(t.family for t in train)
+    assert sorted(per_family.values()) == [1, 2, 3, 5] and len(train) == 11
+    assert sorted(t.family for t in held) == sorted(per_family)
+    assert pool.manifest.metadata["variants"] == dict(per_family)
     sizes = sorted(t.count("train") for t in train)
     assert sizes[0] < 100 and sizes[-1] >= 500
     assert all(t.count("train") == 0 and t.count("eval") > 0 for t in held)
@@ -38,6 +42,24 @@ def test_synth_structure_and_determinism(tmp_path, cli):
     assert (tmp_path / "c" / files[0]).read_bytes() != (tmp_path / "a" / files[0]).read_bytes()
     code, out, _ = cli("tasks", "stats", tmp_path / "a")
     assert code == 0 and "largest_heldout" in out
+
+
+def test_synth_variant_counts_are_seeded_and_can_be_given(tmp_path):
+    fams = ("reverse", "sort", "code", "largest")
+    # The seed permutes which family gets many templates: not always the same one.
+    assert len({tuple(variant_counts(fams, s).values()) for s in range(4)}) > 1
+    assert variant_counts(fams, 7) == variant_counts(fams, 7)
+    tasks = synthetic_tasks(0, counts=(3, 3, 3, 3), scale=0.05)
+    assert Counter(t.info.family for t in tasks if t.info.role == "train") == {
+        f: 3 for f in fams}
+    # Sizes vary within a family, so size does not stand in for the family.
+    sizes = {len(t.splits["train"]) for t in tasks if t.info.family == "sort"
+             and t.info.role == "train"}
+    assert len(sizes) == 3
+    for bad, match in (((3, 3), "2 given for 4"), ((0, 1, 1, 1), "between 1 and 5"),
+                       ((6, 1, 1, 1), "between 1 and 5")):
+        with pytest.raises(InputError, match=match):
+            synthetic_tasks(0, counts=bad)
 
 
 def _fixture_sdist(path):

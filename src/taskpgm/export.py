@@ -59,6 +59,9 @@ def export_hf(data_dir: Path) -> list[str]:
     features = datasets.Features({k: datasets.Value("string")
                                   for k in ("task", "id", "prompt", "response")})
     cache = Path(tempfile.mkdtemp(prefix=".hf-cache.", dir=data_dir))
+    # datasets' own progress bars would print over ours (and into logs); silence them.
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
     try:
         ds = datasets.Dataset.from_generator(
             _flat_records, gen_kwargs={"path": data_dir / "train.jsonl"}, features=features,
@@ -67,6 +70,8 @@ def export_hf(data_dir: Path) -> list[str]:
         ds.save_to_disk(str(data_dir / "hf"))
         del ds
     finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
         shutil.rmtree(cache, ignore_errors=True)
     return ["hf"]
 

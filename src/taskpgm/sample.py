@@ -74,6 +74,12 @@ class SampleManifest(BaseModel):
         return {t.task: t.count for t in self.tasks if t.count > 0}
 
 
+def check_seed(seed: object) -> None:
+    """Seeds are non-negative integers (numpy's generators refuse anything else)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+
+
 def allocate(
     weights: np.ndarray, budget: int, method: str = "largest_remainder", seed: int = 0
 ) -> np.ndarray:
@@ -95,6 +101,7 @@ def allocate(
         counts[order[:short]] += 1
         return counts
     if method == "multinomial":
+        check_seed(seed)
         rng = np.random.default_rng([seed, 0x5A11])
         return rng.multinomial(budget, w).astype(np.int64)
     raise InputError(f"unknown allocation {method!r} (use {' or '.join(ALLOCATIONS)})")
@@ -209,6 +216,7 @@ def materialise(
         raise InputError(f"budget must be a positive number of examples, got {budget}")
     if max_epochs is not None and max_epochs <= 0:
         raise InputError(f"max-epochs must be positive, got {max_epochs}")
+    check_seed(seed)
     if not isinstance(pool, Pool):
         pool = Pool.load(pool)
     if isinstance(mixture, Mixture):

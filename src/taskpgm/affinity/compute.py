@@ -89,6 +89,8 @@ def compute_affinity(
         raise ConfigError(f"--complete is supported for metric pmi only, not {metric}")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"interval level must be in (0, 1), got {level}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
     tasks, skipped = affinity_tasks(table, ignore_experts)
     missing = _first_missing(table, tasks)

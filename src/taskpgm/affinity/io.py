@@ -136,12 +136,28 @@ def _load_npz(path: Path, names: list[str] | None) -> AffinityMatrix:
     return AffinityMatrix(names, m, kind, lower, upper, prov)
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _load_csv(path: Path, names: list[str] | None) -> AffinityMatrix:
-    with open(path, encoding="utf-8", newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV ({exc})") from None
     if len(rows) < 2:
         raise InputError(f"{path}: expected a header row of names and at least one data row")
     header = [c.strip() for c in rows[0]]
+    if all(_is_number(c) for c in header if c):
+        raise InputError(f"{path}:1: the first row must be a header of task names, "
+                         "not numbers (or use a .npy file and --names)")
     body = rows[1:]
     # A leading empty header cell means every data row starts with its task's name.
     row_labels = header[0] == "" or len(body[0]) == len(header) + 1
@@ -152,10 +168,10 @@ def _load_csv(path: Path, names: list[str] | None) -> AffinityMatrix:
         cells = row[1:] if row_labels else row
         if len(cells) != len(header):
             raise InputError(f"{path}:{lineno}: {len(cells)} values, header has {len(header)}")
-        try:
-            values.append([float(c) for c in cells])
-        except ValueError:
-            raise InputError(f"{path}:{lineno}: a value is not a number") from None
+        bad = next((c for c in cells if not _is_number(c)), None)
+        if bad is not None:
+            raise InputError(f"{path}:{lineno}: value {bad.strip()!r} is not a number")
+        values.append([float(c) for c in cells])
     if names is not None and names != header:
         raise InputError(f"{path}: --names do not match the CSV header")
     m = validate_matrix(values, str(path), header)

@@ -31,7 +31,7 @@ def affinity(
     bootstrap: Annotated[int, typer.Option(
         "--bootstrap", min=0, help="Bootstrap replicates for per-entry intervals (PMI).",
     )] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for bootstrap and completion.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for bootstrap and completion.")] = 0,
     complete: Annotated[bool, typer.Option(
         "--complete", help="Estimate unscored (expert, task) pairs (low-rank completion).",
     )] = False,
@@ -49,7 +49,9 @@ def affinity(
     if out.suffix.lower() != ".npz":
         raise InputError(f"{out}: --out must end in .npz")
     table = ScoreTable.load(scores)
-    with Progress(console=err_console, transient=True) as bar:
+    # Off when stderr is not a terminal: a transient bar there leaves only blank lines.
+    with Progress(console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
         n = len(table.tasks)
         job = bar.add_task(f"affinity ({metric.value})", total=n)
         aff = compute_affinity(

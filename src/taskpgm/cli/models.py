@@ -23,7 +23,7 @@ BaseOpt = Annotated[Path, typer.Option("--base", help="Base model directory (Hug
 StepsOpt = Annotated[int, typer.Option("--steps", help="Optimizer steps.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Examples per step.")]
 LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup + decay).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Random seed (same seed, same bytes).")]
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="Train LoRA adapters or all weights.")]
 ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate decay: cosine or linear.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
@@ -53,14 +53,19 @@ def tiny(
 def eval_model(
     model: Annotated[Path, typer.Option("--model", help="Model directory.")],
     pool: PoolOpt,
-    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "eval",
+    split: Annotated[str, typer.Option(help="Split to evaluate on: train, probe or eval.")] = "eval",
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task names (default all).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Greedy decoding length limit.")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(
+        min=1, help="Greedy decoding length limit (generative tasks).")] = 32,
 ) -> None:
     """Loss per token, exact match (generative) and accuracy (multiple choice) per task."""
+    from taskpgm.errors import InputError
     from taskpgm.io import atomic_write_json
     from taskpgm.models.evaluate import evaluate_model
+
+    if split not in ("train", "probe", "eval"):
+        raise InputError(f"--split {split!r}: unknown split (use train, probe or eval)")
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     res = evaluate_model(model, pool, names, split, max_new_tokens=max_new_tokens)
@@ -87,15 +92,22 @@ def experts_train(
     progress: ProgressOpt = True,
 ) -> None:
     """Train one expert per training task; experts already finished are skipped."""
-    from taskpgm.models.train import TrainConfig, train_experts
+    from taskpgm.cli.common import err_console
+    from taskpgm.models.train import TrainConfig, settings_mismatch, train_experts
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    if names is not None:
+        names = list(dict.fromkeys(names))  # a task named twice is trained once
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora, schedule=schedule)
     results = train_experts(pool, base, out, tasks=names, config=cfg, seed=seed,
                             progress=progress)
     for name, r in results.items():
         if r is None:
             console.print(f"{name}: already trained, skipped")
+            diffs = settings_mismatch(out / name, base, cfg)
+            if diffs:
+                err_console.print(f"[yellow]warning:[/yellow] {out / name} was trained with "
+                                  f"{', '.join(diffs)}; delete it to retrain", soft_wrap=True)
         else:
             console.print(f"{name}: loss {r.first_loss:.3f} -> {r.final_loss:.3f} "
                           f"({r.steps} steps, {r.seconds:.1f}s)")

@@ -15,7 +15,7 @@ def sample(
     mixture: Annotated[Path, typer.Option(help="mixture.json from `taskpgm solve`.")],
     budget: Annotated[int, typer.Option(help="Exact number of training examples.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
     allocation: Annotated[str, typer.Option(help="largest_remainder or multinomial.")] = "largest_remainder",
     max_epochs: Annotated[int | None, typer.Option(help="At most this many passes over a task.")] = None,
     format: Annotated[str, typer.Option("--format", help="jsonl, messages, hf, llamafactory, axolotl, interleave.")] = "jsonl",

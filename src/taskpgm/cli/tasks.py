@@ -86,7 +86,7 @@ def bigbench_cmd(
 @tasks_app.command("synth")
 def synth_cmd(
     out: OutOpt,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
     families: Annotated[list[str] | None, typer.Option("--family", help="Skill families to include.")] = None,
     scale: Annotated[float, typer.Option(help="Multiply every training split's size.")] = 1.0,
 ) -> None:

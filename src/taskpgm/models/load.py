@@ -26,7 +26,17 @@ def pick_device(device: str | None = None) -> torch.device:
     """``None`` means CUDA when present, else CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device {device!r}: not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA "
+                             "device(s) here")
+    return dev
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

@@ -263,6 +263,14 @@ def score_pool(
     """
     if executor not in EXECUTORS:
         raise InputError(f"score: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) \
+            or max_batch_tokens < 1:
+        raise InputError(f"score: max batch tokens must be a positive integer, "
+                         f"got {max_batch_tokens!r}")
+    if device is not None and executor == "local":  # Ray workers may have GPUs we lack
+        from taskpgm.models.load import pick_device
+
+        pick_device(device)  # a bad --device fails here, before anything is written
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     settings = settings or ScoreSettings(topk=topk)
     settings.check()

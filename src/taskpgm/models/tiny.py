@@ -29,6 +29,19 @@ class TinyConfig:
     n_head: int = 4
     n_positions: int = 256
 
+    def check(self) -> None:
+        """Refuse sizes that cannot make a model, naming the CLI option."""
+        for field, option, low in (("vocab_size", "--vocab", 1), ("n_layer", "--layers", 1),
+                                   ("n_embd", "--dim", 1), ("n_head", "--heads", 1),
+                                   ("n_positions", "--positions", 8)):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InputError(f"tiny model: {option} ({field}) must be an integer >= {low}, "
+                                 f"got {v!r}")
+        if self.n_embd % self.n_head:
+            raise InputError(f"tiny model: n_embd {self.n_embd} (--dim) is not divisible by "
+                             f"n_head {self.n_head} (--heads)")
+
 
 def _pool_text(pool: Pool) -> Iterator[str]:
     """Training text for the tokenizer: every task's train split (probe if no train)."""
@@ -75,10 +88,10 @@ def build_tiny_model(
     from taskpgm.models.load import quiet_transformers
 
     quiet_transformers()
+    (config or TinyConfig()).check()
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     cfg = config or TinyConfig()
-    if cfg.n_embd % cfg.n_head:
-        raise InputError(f"tiny model: n_embd {cfg.n_embd} is not divisible by n_head {cfg.n_head}")
+    cfg.check()
     texts = list(_pool_text(pool))
     if not any(t.strip() for t in texts):
         raise InputError(f"{pool.root}: pool has no text to train a tokenizer on")

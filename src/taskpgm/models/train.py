@@ -53,6 +53,8 @@ class TrainConfig:
             raise InputError(f"training: batch size must be >= 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"training: learning rate must be a positive number, got {self.lr}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"training: seed must be a non-negative integer, got {self.seed!r}")
         if self.schedule not in ("cosine", "linear"):
             raise InputError(f"training: schedule must be 'cosine' or 'linear', got {self.schedule!r}")
 
@@ -259,6 +261,8 @@ def train_experts(
 
     Returns task -> result (``None`` for an expert that was already there).
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"training: seed must be a non-negative integer, got {seed!r}")
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     names = tasks if tasks is not None else [t.name for t in pool.train_tasks()]
     if not names:
@@ -289,8 +293,48 @@ def train_experts(
             base, data[name], target, config=cfg, lora=cfg.lora, progress=progress,
             description=f"expert {i + 1}/{len(names)} {name}", extra_info={"task": name},
         )
-    atomic_write_json(out / "experts.json", {"base": str(base), "tasks": names})
+    # Keep experts listed by earlier runs (e.g. trained with another --tasks subset).
+    listed = list(names)
+    old_path = out / "experts.json"
+    if old_path.is_file():
+        try:
+            old = read_json(old_path)
+            earlier = old.get("tasks", []) if isinstance(old, dict) else []
+            kept = [t for t in earlier if isinstance(t, str) and (t in names or is_finished(out / t))]
+            listed = list(dict.fromkeys(kept + listed))
+        except InputError:
+            pass  # a damaged listing is simply rewritten
+    atomic_write_json(out / "experts.json", {"base": str(base), "tasks": listed})
     return results
+
+
+# Settings that change what an expert learns; a finished expert made with other values
+# is kept (resume skips it) but the user is told.
+_EXPERT_SETTINGS = ("steps", "batch_size", "lr", "weight_decay", "warmup_frac", "schedule",
+                    "max_length", "lora", "lora_r", "lora_alpha")
+
+
+def settings_mismatch(model_dir: str | Path, base: str | Path,
+                      config: TrainConfig) -> list[str]:
+    """How a finished model's recorded training differs from ``base`` + ``config``.
+
+    Returns lines such as ``"steps 40 (now 200)"``; empty when they match (or when the
+    model records nothing to compare).
+    """
+    try:
+        info = read_train_info(model_dir)
+    except InputError:
+        return []
+    diffs = []
+    old_base = info.get("base")
+    if old_base is not None and Path(old_base).resolve() != Path(base).resolve():
+        diffs.append(f"base {old_base} (now {base})")
+    old_cfg = info.get("config") or {}
+    new_cfg = asdict(config)
+    for key in _EXPERT_SETTINGS:
+        if key in old_cfg and old_cfg[key] != new_cfg.get(key):
+            diffs.append(f"{key} {old_cfg[key]} (now {new_cfg.get(key)})")
+    return diffs
 
 
 def read_train_info(model_dir: str | Path) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 * A JSONL file (one example per line) or a JSON file (a list of examples, or the
   reference ``{"train": [...], "validation": [...]}`` form, or a BIG-bench
   ``task.json``) is one task, named after the file.
-* A directory of such files: one task per file, named by its path under the directory.
+* A directory of such files: one task per file, named by its path under the directory;
+  files named after a split (``qa/train.jsonl`` + ``qa/test.jsonl``) are the splits of
+  one task named after their folder (``qa``).
+* A taskpgm pool directory: task by task, keeping splits, roles and families.
 * A Hugging Face dataset saved with ``save_to_disk``: a task column splits it into
   tasks, and a column mapping says which columns hold the prompt and the response.
 
@@ -127,14 +130,20 @@ def _split_of(rec: dict[str, Any], where: str, default: str) -> str:
     return split
 
 
-def read_task_file(path: Path, cols: ColumnMap) -> tuple[dict[str, list[Example]], dict[str, Any]]:
-    """Read one task file: examples per pool split, plus metadata for pool.json."""
+def read_task_file(
+    path: Path, cols: ColumnMap, split: str | None = None
+) -> tuple[dict[str, list[Example]], dict[str, Any]]:
+    """Read one task file: examples per pool split, plus metadata for pool.json.
+
+    ``split``: the pool split the whole file belongs to (a file named ``test.jsonl``,
+    say); ``None`` means train unless a row's ``split`` field says otherwise.
+    """
     given: dict[str, list[Example]] = {}
     meta: dict[str, Any] = {}
     if path.suffix == ".jsonl":
         for lineno, rec in iter_jsonl(path):
             where = f"{path}:{lineno}"
-            given.setdefault(_split_of(rec, where, "train"), []).append(
+            given.setdefault(_split_of(rec, where, split or "train"), []).append(
                 parse_record(rec, where, cols)
             )
         return given, meta
@@ -143,9 +152,12 @@ def read_task_file(path: Path, cols: ColumnMap) -> tuple[dict[str, list[Example]
         from taskpgm.tasks.bigbench import convert_task_json
 
         examples, meta, _kind = convert_task_json(raw, str(path))
-        return {"train": examples}, meta
+        return {split or "train": examples}, meta
     if isinstance(raw, list):
-        raw = {"train": raw}
+        raw = {split or "train": raw}
+    elif split is not None and isinstance(raw, dict):
+        raise InputError(f"{path}: a file named after split {split!r} must hold a list of "
+                         "examples, not an object of splits")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a list of examples or an object of splits")
     for split_name, records in raw.items():
@@ -173,23 +185,94 @@ def _kind(examples: Iterable[Example]) -> str:
     return "multiple_choice" if any(e.options is not None for e in examples) else "generative"
 
 
-def discover(sources: Sequence[str | Path]) -> list[tuple[str, Path]]:
-    """Expand files and directories into (task name, file) pairs, sorted within a dir."""
-    found: list[tuple[str, Path]] = []
+@dataclass
+class TaskSource:
+    """One task to import: its files (each with the split its name gives, if any)."""
+
+    name: str
+    files: list[tuple[Path, str | None]]
+    info: TaskInfo | None = None  # from a taskpgm pool: role, family, kind, metadata
+
+
+def _split_from_name(path: Path) -> str | None:
+    return SPLIT_ALIASES.get(path.stem.lower())
+
+
+def _pool_sources(src: Path) -> list[TaskSource] | None:
+    """A taskpgm pool directory imports task by task, keeping roles and families."""
+    manifest = src / "pool.json"
+    if not manifest.is_file():
+        return None
+    raw = read_json(manifest)
+    if not (isinstance(raw, dict) and raw.get("format") == "taskpgm-pool"):
+        return None
+    pool = Pool.load(src)
+    out = []
+    for info in pool.tasks:
+        files = [(pool.split_path(info.name, s), s) for s in ("train", "probe", "eval")
+                 if pool.split_path(info.name, s).is_file()]
+        out.append(TaskSource(info.name, files, info))
+    return out
+
+
+def discover_tasks(sources: Sequence[str | Path]) -> list[TaskSource]:
+    """Expand files and directories into tasks, sorted within a directory.
+
+    In a directory, files named after a split (``train.jsonl``, ``test.jsonl``,
+    ``validation.json`` ...) are the splits of one task named after their folder
+    (``data/qa/train.jsonl`` + ``data/qa/test.jsonl`` -> task ``qa``); any other file is
+    a task of its own, named by its path. A taskpgm pool directory is imported task by
+    task with its splits, roles and families.
+    """
+    found: list[TaskSource] = []
     for src in sources:
         src = Path(src)
         if src.is_dir():
+            pool_tasks = _pool_sources(src)
+            if pool_tasks is not None:
+                found.extend(pool_tasks)
+                continue
             files = sorted(p for p in src.rglob("*") if p.suffix in SUFFIXES and p.is_file())
             if not files:
                 raise InputError(f"{src}: no .jsonl or .json files in this directory")
-            found.extend((task_name_for(p.relative_to(src)), p) for p in files)
+            grouped: dict[str, TaskSource] = {}
+            for p in files:
+                split = _split_from_name(p)
+                if split is None:
+                    name = task_name_for(p.relative_to(src))
+                else:
+                    folder = p.parent.relative_to(src)
+                    name = task_name_for(folder) if str(folder) != "." else task_name_for(
+                        Path(src.resolve().name))
+                entry = grouped.setdefault(name, TaskSource(name, []))
+                entry.files.append((p, split))
+            for entry in grouped.values():
+                splits = [s for _, s in entry.files]
+                if None in splits and len(splits) > 1:
+                    raise InputError(
+                        f"task name {entry.name!r} comes from both "
+                        f"{' and '.join(str(p) for p, _ in entry.files)}; rename one"
+                    )
+                seen_split: dict[str, Path] = {}
+                for p, s in entry.files:
+                    if s is not None and s in seen_split:
+                        raise InputError(f"{p}: task {entry.name!r} already has a {s} split "
+                                         f"from {seen_split[s]}")
+                    if s is not None:
+                        seen_split[s] = p
+            found.extend(grouped.values())
         elif src.is_file():
             if src.suffix not in SUFFIXES:
                 raise InputError(f"{src}: expected a .jsonl or .json file")
-            found.append((task_name_for(Path(src.name)), src))
+            found.append(TaskSource(task_name_for(Path(src.name)), [(src, None)]))
         else:
             raise InputError(f"{src}: file not found")
     return found
+
+
+def discover(sources: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """(task name, file) pairs, one per file (see :func:`discover_tasks`)."""
+    return [(t.name, p) for t in discover_tasks(sources) for p, _ in t.files]
 
 
 def import_files(
@@ -206,18 +289,29 @@ def import_files(
     seen: dict[str, Path] = {}
 
     def tasks() -> Iterable[TaskData]:
-        for name, path in discover(sources):
+        for src in discover_tasks(sources):
+            name, path = src.name, src.files[0][0]
+            where = path if len(src.files) == 1 else path.parent
             if name in seen:
-                raise InputError(f"duplicate task name {name!r}: {seen[name]} and {path}")
-            seen[name] = path
-            given, meta = read_task_file(path, cols)
+                raise InputError(f"duplicate task name {name!r}: {seen[name]} and {where}")
+            seen[name] = where
+            given: dict[str, list[Example]] = {}
+            meta: dict[str, Any] = {}
+            for file, file_split in src.files:
+                file_given, file_meta = read_task_file(file, cols, file_split)
+                for s, exs in file_given.items():
+                    given.setdefault(s, []).extend(exs)
+                meta.update(file_meta)
             if not any(given.values()):
-                raise InputError(f"{path}: task {name!r} is empty")
+                raise InputError(f"{where}: task {name!r} is empty")
             splits, rep = split_task(name, given, cfg)
             report.add(rep)
             examples = [e for s in splits.values() for e in s]
-            info = TaskInfo(name=name, source=str(path), role=role,  # type: ignore[arg-type]
-                            kind=_kind(examples), metadata=meta)  # type: ignore[arg-type]
+            if src.info is not None:
+                info = src.info.model_copy(update={"kind": _kind(examples), "counts": {}})
+            else:
+                info = TaskInfo(name=name, source=str(where), role=role,  # type: ignore[arg-type]
+                                kind=_kind(examples), metadata=meta)  # type: ignore[arg-type]
             yield TaskData(info, splits)
 
     pool = write_pool(out, tasks(), {"importer": "files", "split": cfg.__dict__})
@@ -295,6 +389,8 @@ def import_sources(
 __all__ = [
     "ColumnMap",
     "ImportResult",
+    "TaskSource",
+    "discover_tasks",
     "import_files",
     "import_hf_dataset",
     "import_sources",

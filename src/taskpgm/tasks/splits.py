@@ -43,10 +43,16 @@ class SplitConfig:
     def __post_init__(self) -> None:
         for name in ("probe_fraction", "eval_fraction"):
             v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise InputError(f"split option {name} must be in [0, 1), got {v}")
+            if not 0.0 <= v < 1.0:  # also refuses NaN
+                raise InputError(f"split option --{name.replace('_', '-')} must be in [0, 1), "
+                                 f"got {v}")
         if self.probe_fraction + self.eval_fraction >= 1.0:
-            raise InputError("split options: probe_fraction + eval_fraction must be below 1")
+            raise InputError("split options: --probe-fraction + --eval-fraction must be below 1")
+        for name in ("probe_max", "eval_max"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise InputError(f"split option --{name.replace('_', '-')} must be a "
+                                 f"non-negative integer, got {v!r}")
 
 
 @dataclass

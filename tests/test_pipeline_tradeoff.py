@@ -1,0 +1,39 @@
+"""The pipeline passes TaskPGM's trade-off (r_rel, or beta/lam) through to the solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from taskpgm.affinity.io import AffinityMatrix, save_affinity
+from taskpgm.config import Config, StrategyConfig
+from taskpgm.pipeline.stages import PipelineContext, solve_strategy
+from taskpgm.tasks.synth import build_synthetic_pool
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    cfg = Config()
+    cfg.run.dir = str(tmp_path / "run")
+    c = PipelineContext(cfg)
+    build_synthetic_pool(c.paths.pool, seed=0, families=("reverse", "code"), scale=0.02)
+    names = c.train_task_names()
+    rng = np.random.default_rng(0)
+    S = -np.abs(rng.normal(size=(len(names), len(names))))
+    S = S + S.T
+    np.fill_diagonal(S, 0.0)
+    c.paths.affinity.parent.mkdir(parents=True, exist_ok=True)
+    save_affinity(c.paths.affinity, AffinityMatrix(names, S))
+    return c
+
+
+def test_section_default_and_strategy_overrides(ctx):
+    n = len(ctx.train_task_names())
+    default = solve_strategy(ctx, StrategyConfig(name="a", method="taskpgm"))
+    assert default.params["r_rel"] == pytest.approx(0.5)
+    assert default.params["r"] == pytest.approx(0.5 / n)
+    # A strategy's beta replaces the section's r_rel instead of clashing with it.
+    old = solve_strategy(ctx, StrategyConfig(name="b", method="taskpgm", params={"beta": 1.0}))
+    assert old.params["r"] == pytest.approx(1.0)
+    uni = solve_strategy(ctx, StrategyConfig(name="c", method="taskpgm", params={"r_rel": 1.0}))
+    assert uni.weights == pytest.approx(np.full(n, 1.0 / n), abs=1e-9)

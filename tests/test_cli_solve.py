@@ -64,7 +64,7 @@ def test_solve_baseline_from_sizes_csv(cli, tmp_path):
     (["--beta", "0"], "beta"),
     (["--lam", "-2"], "lam"),
     (["--budget-k", "6"], "exceeds the number of tasks"),
-    (["--unary", "target", "--targets", "t1,zz"], "unknown target task 'zz'"),
+    (["--unary", "target", "--targets", "t1,zz"], "target task 'zz' has no row"),
     (["--method", "size"], "needs task sizes"),
     (["--kernel", "none"], "PSD"),
     (["--kernel", "bogus"], "unknown kernel"),

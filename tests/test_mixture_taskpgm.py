@@ -126,7 +126,7 @@ def test_target_unary_puts_mass_near_targets():
     m = solve(S, names=names, kernel="exp", unary="target", targets=["b1"], beta=5.0)
     w = m.as_dict()
     assert w["b1"] + w["b2"] > w["a1"] + w["a2"]
-    with pytest.raises(InputError, match="unknown target task 'zz'"):
+    with pytest.raises(InputError, match="target task 'zz' has no row"):
         solve(S, names=names, unary="target", targets=["zz"])
 
 

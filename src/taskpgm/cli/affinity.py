@@ -86,6 +86,33 @@ def affinity(
         err_console.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
 
 
+def utilities(
+    scores: Annotated[Path, typer.Option("--scores", help="Scores directory (taskpgm score --base ...).")],
+    targets: Annotated[str, typer.Option(
+        "--targets", help="Comma-separated target tasks (e.g. held-out tasks you evaluate on).",
+    )],
+    out: Annotated[Path, typer.Option("--out", help="Where to write {task: utility} JSON.")],
+) -> None:
+    """Target-aware utilities: each expert's per-token gain over the base model on the targets.
+
+    Feed the file to 'taskpgm solve --unary given --utilities FILE'. Works for targets
+    without an expert of their own (held-out tasks), unlike '--unary target'.
+    """
+    from taskpgm.affinity.utilities import base_expert_name, target_utilities
+    from taskpgm.cli.common import console
+    from taskpgm.io import atomic_write_json
+    from taskpgm.scores import ScoreTable
+
+    table = ScoreTable.load(scores)
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    base = base_expert_name(table)
+    train = [e for e in table.experts if e != base and e in table.tasks]
+    u = target_utilities(table, train, names)
+    atomic_write_json(out, {t: float(v) for t, v in zip(train, u, strict=True)})
+    console.print(f"wrote {out}: utilities of {len(train)} tasks for targets {', '.join(names)}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
     app.command(name="affinity")(affinity)
+    app.command(name="utilities")(utilities)

@@ -42,8 +42,11 @@ def unary_utilities(
         pos = {name: i for i, name in enumerate(names)}
         unknown = [t for t in targets if t not in pos]
         if unknown:
-            raise InputError(f"unknown target task {unknown[0]!r}"
-                             f" ({len(unknown)} unknown of {len(targets)})")
+            raise InputError(
+                f"target task {unknown[0]!r} has no row in the affinity matrix"
+                f" ({len(unknown)} of {len(targets)} targets); for held-out targets use"
+                " 'taskpgm utilities' and '--unary given --utilities FILE'"
+            )
         cols = [pos[t] for t in targets]
         return K[:, cols].mean(axis=1)
     if kind == "given":

@@ -37,9 +37,16 @@ BIGBENCH_MIN_DISTINCT = 20
 def bigbench_train_tasks(max_examples: int) -> tuple[list[str], list[str]]:
     """default_suite()'s training tasks expanded to subtasks, minus unsplittable ones."""
     from taskpgm.io import read_json
-    from taskpgm.tasks.bigbench import (cache_dir, convert_task_json, default_suite,
-                                        ensure_sdist, extract_tasks, pool_name,
-                                        resolve_tasks, task_index)
+    from taskpgm.tasks.bigbench import (
+        cache_dir,
+        convert_task_json,
+        default_suite,
+        ensure_sdist,
+        extract_tasks,
+        pool_name,
+        resolve_tasks,
+        task_index,
+    )
 
     sdist = ensure_sdist(cache_dir())
     index = task_index(sdist)

@@ -37,3 +37,19 @@ def test_section_default_and_strategy_overrides(ctx):
     assert old.params["r"] == pytest.approx(1.0)
     uni = solve_strategy(ctx, StrategyConfig(name="c", method="taskpgm", params={"r_rel": 1.0}))
     assert uni.weights == pytest.approx(np.full(n, 1.0 / n), abs=1e-9)
+
+
+def test_check_reports_distance_of_taskpgm_mixtures_from_uniform():
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.pipeline.reporting import check_mixtures_move
+
+    tasks = ["a1", "a2", "a3", "b1"]
+    fams = {"a1": "a", "a2": "a", "a3": "a", "b1": "b"}
+    mixes = {"uniform": Mixture("uniform", tasks, np.full(4, 0.25)),
+             "pgm": Mixture("taskpgm", tasks, np.array([1 / 6, 1 / 6, 1 / 6, 0.5]))}
+    c = check_mixtures_move(mixes, fams)
+    # Only the affinity-based mixture is reported: 3 x 1/12 + 1/4 = 0.5 over tasks, and
+    # family a moves 0.75 -> 0.5, family b 0.25 -> 0.5, so 0.5 over families too.
+    assert c.ok is None and "uniform:" not in c.detail
+    assert "pgm: L1 to uniform 0.500 over tasks, 0.500 over families" in c.detail
+    assert check_mixtures_move({"u": mixes["uniform"]}, fams).detail.startswith("no affinity")

@@ -98,6 +98,35 @@ def check_budget_binds(evals: dict[str, ModelEval], steps: int, batch: int, budg
                  "(informational: judge differences with the paired benchmark's intervals)")
 
 
+def check_mixtures_move(mixtures: dict[str, Mixture], families: dict[str, str | None]
+                        ) -> Check:
+    """How far each affinity-based mixture is from uniform, per task and per family.
+
+    A TaskPGM mixture within a few hundredths of uniform cannot differ from it by more
+    than the sampling noise of the benchmark: say so beside the results.
+    """
+    name = "affinity-based mixtures move away from uniform"
+    parts = []
+    for sname, m in mixtures.items():
+        if m.method not in ("taskpgm", "taskpgm-paper"):
+            continue
+        w = np.asarray(m.weights, dtype=np.float64)
+        n = len(w)
+        fam_w: dict[str, float] = {}
+        fam_u: dict[str, float] = {}
+        for t, x in zip(m.tasks, w, strict=True):
+            f = families.get(t) or t
+            fam_w[f] = fam_w.get(f, 0.0) + float(x)
+            fam_u[f] = fam_u.get(f, 0.0) + 1.0 / n
+        l1_task = float(np.abs(w - 1.0 / n).sum())
+        l1_fam = sum(abs(fam_w[f] - fam_u[f]) for f in fam_w)
+        parts.append(f"{sname}: L1 to uniform {l1_task:.3f} over tasks, {l1_fam:.3f} over "
+                     f"families (largest weight {w.max():.3f} vs 1/n = {1 / n:.3f})")
+    if not parts:
+        return Check(name, None, "no affinity-based strategy in this run")
+    return Check(name, None, "; ".join(parts))
+
+
 # -- solver-derived views -----------------------------------------------------------------
 
 
@@ -175,6 +204,7 @@ def report_for_run(ctx) -> Path:
         check_family_structure(aff, {t.name: t.family for t in pool.tasks}, seed=cfg.run.seed),
         check_learnable(evals, base),
         check_budget_binds(evals, cfg.train.steps, cfg.train.batch_size, cfg.sample.budget),
+        check_mixtures_move(mixtures, {t.name: t.family for t in pool.tasks}),
     ]
     opts = _solver_kwargs(ctx, main)
     path = compute_path(aff, cfg.report.path_points, **opts)

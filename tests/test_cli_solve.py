@@ -105,3 +105,68 @@ def test_solve_refuses_infeasible_caps(cli, aff_npz, tmp_path):
     caps.write_text('{"t0": "x"}')
     code, _, err = cli("solve", "--affinity", aff_npz, "--caps", caps)
     assert code == 2 and "not a number" in err
+
+
+def _pool(tmp_path, counts, heldout=()):
+    from taskpgm.tasks.pool import PoolManifest, TaskInfo, write_manifest
+
+    root = tmp_path / "pool"
+    root.mkdir()
+    tasks = [TaskInfo(name=t, counts={"train": c, "probe": 2}) for t, c in counts.items()]
+    tasks += [TaskInfo(name=t, role="heldout", counts={"eval": 3}) for t in heldout]
+    write_manifest(root, PoolManifest(tasks=tasks))
+    return root
+
+
+def test_pool_gives_sizes_for_size_baselines_and_names(cli, tmp_path):
+    counts = {"a": 10, "b": 30, "c": 60}
+    pool = _pool(tmp_path, counts, heldout=("h",))
+    out = tmp_path / "m.json"
+    code, _, err = cli("solve", "--pool", pool, "--method", "size", "--out", out)
+    assert code == 0, err
+    mix = Mixture.load(out)
+    assert mix.tasks == ["a", "b", "c"]  # training tasks only, in pool order
+    assert mix.weights == pytest.approx([0.1, 0.3, 0.6])
+    # With an affinity: the sizes follow the affinity's (sub)set and order of tasks.
+    S = -np.abs(np.random.default_rng(1).normal(size=(2, 2)))
+    np.fill_diagonal(S, 0)
+    aff = tmp_path / "aff.npz"
+    save_affinity(aff, AffinityMatrix(["c", "a"], S))
+    code, _, err = cli("solve", "--affinity", aff, "--pool", pool, "--method", "size",
+                       "--out", out)
+    assert code == 0, err
+    mix = Mixture.load(out)
+    assert mix.tasks == ["c", "a"] and mix.weights == pytest.approx([60 / 70, 10 / 70])
+    # A bare .npy takes the pool's training task names.
+    npy = tmp_path / "aff.npy"
+    np.save(npy, -np.ones((3, 3)) + np.eye(3))
+    code, _, err = cli("solve", "--affinity", npy, "--pool", pool, "--method", "unimax",
+                       "--unimax-budget", "60", "--max-epochs", "1", "--out", out)
+    assert code == 0, err
+    assert Mixture.load(out).tasks == ["a", "b", "c"]
+
+
+def test_pool_refuses_tasks_that_are_not_training_tasks(cli, tmp_path):
+    pool = _pool(tmp_path, {"a": 10, "b": 30}, heldout=("h",))
+    S = np.zeros((2, 2))
+    for names in (["a", "h"], ["a", "zz"]):
+        aff = tmp_path / f"aff_{names[1]}.npz"
+        save_affinity(aff, AffinityMatrix(names, S))
+        code, _, err = cli("solve", "--affinity", aff, "--pool", pool, "--method", "size")
+        assert code == 2
+        assert f"{names[1]!r} is not a training task of pool" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text('{"a": 1, "b": 2}')
+    code, _, err = cli("solve", "--pool", pool, "--sizes", sizes, "--method", "size")
+    assert code == 2 and "not both" in err
+
+
+def test_cli_simplex_shift_kernel_reports_its_shift(cli, aff_npz, tmp_path):
+    out = tmp_path / "m.json"
+    code, stdout, err = cli("solve", "--affinity", aff_npz, "--kernel", "simplex-shift",
+                            "--out", out)
+    assert code == 0, err
+    info = json.loads(out.read_text())["diagnostics"]["kernel_info"]
+    assert info["kernel"] == "simplex-shift" and info["rho"] >= 0
+    assert "kernel_info.rho" in stdout

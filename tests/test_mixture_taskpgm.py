@@ -44,7 +44,7 @@ def test_kernel_none_refuses_non_psd():
         build_kernel(np.array([[1.0, 2.0], [0.0, 1.0]]), "none")
 
 
-@pytest.mark.parametrize("kind", ["shift", "clip", "exp", "laplacian"])
+@pytest.mark.parametrize("kind", ["shift", "simplex-shift", "clip", "exp", "laplacian"])
 def test_real_matrix_every_kernel_solves_and_beats_paper_mode(pmi316_path, kind):
     S = np.load(pmi316_path)
     # beta = 1 (r = 1): with the default r_rel the laplacian energies are ~1e-17, below
@@ -70,7 +70,7 @@ def test_real_matrix_shift_kernel_differs_from_paper(pmi316_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(2, 25), st.integers(0, 10**6), st.sampled_from(["shift", "clip", "exp"]))
+@given(st.integers(2, 25), st.integers(0, 10**6), st.sampled_from(["shift", "simplex-shift", "clip", "exp"]))
 def test_rowsum_with_r_one_over_n_is_uniform(n, seed, kind):
     S = random_affinity(n, seed)
     m = solve(S, kernel=kind, beta=1.0 / n, lam=1.0)

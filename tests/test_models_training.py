@@ -173,3 +173,14 @@ def test_bad_inputs_are_one_line_and_exit_2(trained, tmp_path, cli):
     with pytest.raises(InputError, match="steps must be >= 1"):
         train_model(base, pool.examples("upper", "train"), tmp_path / "z", steps=0)
     assert not np.any([p.name == "z" for p in tmp_path.iterdir()])
+
+
+def test_evaluate_model_refuses_unknown_split_and_zero_tokens_before_loading(tmp_path):
+    from taskpgm.errors import InputError
+    from taskpgm.models.evaluate import evaluate_model
+
+    missing_model = tmp_path / "no-model"
+    with pytest.raises(InputError, match="unknown split 'dev'"):
+        evaluate_model(missing_model, tmp_path / "no-pool", split="dev")
+    with pytest.raises(InputError, match="max_new_tokens must be at least 1"):
+        evaluate_model(missing_model, tmp_path / "no-pool", max_new_tokens=0)

@@ -111,8 +111,11 @@ class AffinityConfig(_Section):
 
 
 class MixtureConfig(_Section):
-    kernel: Literal["shift", "clip", "exp", "laplacian", "none"] = Field(
-        "shift", description="How the affinity becomes a PSD kernel K."
+    kernel: Literal["shift", "simplex-shift", "clip", "exp", "laplacian", "none"] = Field(
+        "shift",
+        description="How the affinity becomes a PSD kernel K: shift (the reference), "
+        "simplex-shift (shift sized on the zero-sum directions the simplex can move along), "
+        "clip, exp, laplacian, none.",
     )
     unary: Literal["rowsum", "target", "given", "none"] = Field(
         "rowsum",
@@ -223,6 +226,8 @@ def default_strategies() -> list[StrategyConfig]:
         StrategyConfig(name="temperature", method="temperature", params={"temperature": 2.0}),
         StrategyConfig(name="unimax", method="unimax", params={"max_epochs": 4}),
         StrategyConfig(name="taskpgm", method="taskpgm", params={"unary": "rowsum"}),
+        StrategyConfig(name="taskpgm-simplex", method="taskpgm",
+                       params={"kernel": "simplex-shift", "unary": "rowsum"}),
         StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
     ]
 

@@ -31,7 +31,9 @@ def solve_command(
                                                )] = None,
     method: Annotated[str, typer.Option(help="taskpgm, taskpgm-paper, uniform, size, "
                                         "temperature, capped, unimax")] = "taskpgm",
-    kernel: Annotated[str, typer.Option(help="shift, clip, exp, laplacian, none")] = "shift",
+    kernel: Annotated[str, typer.Option(help="shift (the reference), simplex-shift (shift sized "
+                                        "on the simplex's zero-sum directions), clip, exp, "
+                                        "laplacian, none")] = "shift",
     kernel_floor: Annotated[float | None, typer.Option(help="Kernel eigenvalue floor.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
     unary: Annotated[str, typer.Option(help="rowsum, target, given, none")] = "rowsum",
@@ -55,6 +57,10 @@ def solve_command(
     floors: Annotated[Path | None, typer.Option(help="Per-task min weight: JSON or CSV."
                                                 )] = None,
     sizes: Annotated[Path | None, typer.Option(help="Per-task sizes: JSON or CSV.")] = None,
+    pool: Annotated[Path | None, typer.Option(
+        help="Task pool directory: task sizes (train split counts from pool.json) for the "
+        "size-based baselines, and the task names when no affinity or names are given.")
+        ] = None,
     temperature: Annotated[float | None, typer.Option(help="Temperature T (method "
                                                       "temperature).")] = None,
     cap: Annotated[float | None, typer.Option(help="T5 mixing limit K (method capped).")] = None,
@@ -72,7 +78,23 @@ def solve_command(
     from taskpgm.mixture import r_path, solve
 
     name_list = read_names(names) if names is not None else None
+    pool_sizes = None
+    if pool is not None:
+        if sizes is not None:
+            raise InputError("give --pool or --sizes, not both (--pool reads the sizes)")
+        pool_sizes = _pool_train_sizes(pool)
+        if name_list is None and (affinity is None or affinity.suffix.lower() == ".npy"):
+            name_list = list(pool_sizes)  # a bare .npy has no names: the pool's order
     aff = load_affinity(affinity, name_list) if affinity is not None else None
+    size_values = _opt_values(sizes, "sizes")
+    if pool_sizes is not None:
+        task_names = aff.names if aff is not None else name_list
+        unknown = [t for t in task_names if t not in pool_sizes]
+        if unknown:
+            where = f"{affinity}" if aff is not None else "--names"
+            raise InputError(f"{where}: task {unknown[0]!r} is not a training task of pool "
+                             f"{pool} ({len(unknown)} of {len(task_names)} tasks are not)")
+        size_values = {t: pool_sizes[t] for t in task_names}
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     common = {"names": name_list if aff is None else None, "kernel": kernel, "unary": unary,
                   "targets": target_list, "utilities": _opt_values(utilities, "utilities"),
@@ -95,12 +117,23 @@ def solve_command(
             atomic_write_json(out, result.to_json())
         return
     mix = solve(aff, method=method, beta=beta, lam=lam, r_rel=r_rel, budget_k=budget_k,
-                sizes=_opt_values(sizes, "sizes"), temperature=temperature, cap=cap,
+                sizes=size_values, temperature=temperature, cap=cap,
                 unimax_budget=unimax_budget, max_epochs=max_epochs,
                 costs=_opt_values(costs, "costs"), cost_budget=cost_budget, **common)
     _print_mixture(mix, top)
     if out is not None:
         mix.save(out)
+
+
+def _pool_train_sizes(root: Path) -> dict[str, float]:
+    """Training tasks of a pool and their train split sizes, in pool order."""
+    from taskpgm.tasks.pool import Pool
+
+    p = Pool.load(root)
+    out = {t.name: float(t.count("train")) for t in p.train_tasks()}
+    if not out:
+        raise InputError(f"{root}/pool.json: the pool has no training tasks")
+    return out
 
 
 def _fmt(v) -> str:

@@ -6,6 +6,16 @@ repairs that:
 
 - ``shift``: sym(S) + (|lambda_min| + floor) I, the reference choice. Shifting by exactly
   |lambda_min| leaves K singular, hence the floor.
+- ``simplex-shift``: sym(S) + (|lambda_min on 1'v = 0| + floor) I + rho 11'. On the simplex
+  p'(A + a 11')p = p'Ap + a, so the energy only sees A on the zero-sum subspace; the shift
+  is sized there (a PMI matrix is negative off the diagonal, so the lowest eigenvalue of
+  the whole matrix comes mostly from the constant direction 1, which the simplex never
+  moves along). rho >= 0 is the smallest multiple of 11' that gives the full matrix
+  eigenvalues >= floor/2 (about |coupling of 1 to the flattest zero-sum direction|^2 /
+  (n floor): 262 on the 316-task PMI matrix), so K is PSD (positive definite) like every other kernel. Neither
+  rho 11' nor the smaller shift changes anything but constants on the simplex relative to
+  ``shift``'s construction with the same c; with rowsum utilities u = K1 moves by the
+  constant vector rho n 1, which does not move the optimum either.
 - ``clip``: V max(Lambda, floor) V' (the nearest PSD matrix in Frobenius norm, floored).
 - ``exp``: exp(S / sigma) elementwise, sigma = std of the off-diagonal of S (1 when that
   is 0), then clipped like ``clip`` (an elementwise exp need not be PSD).
@@ -13,7 +23,9 @@ repairs that:
   PSD by construction (a graph Laplacian), so the floor makes it positive definite.
 - ``none``: S as given; refused when it is not symmetric PSD.
 
-``floor`` defaults to 1e-6 times the spectral radius of sym(S) (1e-6 when S = 0).
+``floor`` defaults to 1e-6 times the spectral radius of sym(S) (1e-6 when S = 0); for
+``simplex-shift`` to 1e-3 times it (see ``SIMPLEX_FLOOR_REL``), and a floor so small that
+K's condition number would pass 1e10 is refused.
 """
 
 from __future__ import annotations
@@ -25,9 +37,14 @@ import numpy as np
 
 from taskpgm.errors import InputError
 
-KERNELS = ("shift", "clip", "exp", "laplacian", "none")
+KERNELS = ("shift", "simplex-shift", "clip", "exp", "laplacian", "none")
 _SYM_TOL = 1e-9
 _PSD_TOL = 1e-10
+# simplex-shift: default floor relative to the spectral radius of sym(S). Larger than the
+# other kernels' 1e-6 because rho grows like |coupling|^2 / floor (see _simplex_shift):
+# 1e-3 keeps K's condition number near 1e6-1e7, like ``shift`` with its 1e-6 floor.
+SIMPLEX_FLOOR_REL = 1e-3
+_SIMPLEX_MAX_COND = 1e10
 
 
 @dataclass
@@ -59,6 +76,56 @@ def _clip(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any
     K = symmetrise(K)
     return K, {"floor": f, "eig_min_before": float(w[0]), "eig_max_before": float(w[-1]),
                "eigs_clipped": int(np.count_nonzero(w < f))}
+
+
+def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """sym(S) shifted on the zero-sum subspace, then made PD by the smallest rho 11'.
+
+    A Householder reflection H (H e = -e_1, e = 1/sqrt(n)) turns A into the block form
+    [[alpha, b'], [b, B]]: B = V'AV is A on the zero-sum subspace (V = columns 2..n of H),
+    alpha = e'Ae, b = V'Ae. With c = max(0, -lambda_min(B)) + floor, M = B + cI has
+    eigenvalues >= floor, and K = A + cI + rho 11' is [[alpha + c + rho n, b'], [b, M]].
+    For t < lambda_min(M), K - tI is PSD iff alpha + c + rho n - t - b'(M - tI)^-1 b >= 0
+    (Schur complement), so with t = floor/2 the smallest rho is that expression's root.
+    """
+    n = A.shape[0]
+    if n < 2:  # no zero-sum directions: the 1-point simplex; any PD scalar will do
+        a = float(A[0, 0]) if n else 0.0
+        f = (SIMPLEX_FLOOR_REL * abs(a) or SIMPLEX_FLOOR_REL) if floor is None else floor
+        shift = max(0.0, -a) + (f if f > 0 else SIMPLEX_FLOOR_REL)
+        return A + shift * np.eye(n), {"floor": f, "shift": shift, "rho": 0.0,
+                                       "eig_min_subspace": None, "eig_max_subspace": None}
+    v = np.full(n, 1.0 / np.sqrt(n))
+    v[0] += 1.0
+    v /= np.linalg.norm(v)
+    Av = A @ v
+    HAH = A - 2.0 * np.outer(v, Av) - 2.0 * np.outer(Av, v) + 4.0 * float(v @ Av) * np.outer(v, v)
+    HAH = symmetrise(HAH)
+    alpha, b, B = float(HAH[0, 0]), HAH[1:, 0], HAH[1:, 1:]
+    w, U = np.linalg.eigh(B)
+    w_full = np.linalg.eigvalsh(A)
+    radius = float(np.max(np.abs(w_full)))
+    f = (SIMPLEX_FLOOR_REL * radius if radius > 0 else SIMPLEX_FLOOR_REL) if floor is None \
+        else floor
+    if f <= 0:
+        raise InputError("kernel 'simplex-shift' needs a floor > 0 (rho 11' cannot make K "
+                         "positive definite otherwise)")
+    shift = max(0.0, -float(w[0])) + f
+    t = 0.5 * f
+    Ub = U.T @ b
+    quad = float(np.sum(Ub**2 / (w + shift - t)))  # b'(M - tI)^-1 b; M - tI >= f/2 > 0
+    rho = max(0.0, (t + quad - alpha - shift) / n)
+    cond = (rho * n + abs(alpha) + shift + float(np.max(np.abs(w)))) / t
+    if cond > _SIMPLEX_MAX_COND:
+        raise InputError(f"kernel floor {f:.3g} is too small for 'simplex-shift': K would "
+                         f"have condition number {cond:.2g}; use a larger --kernel-floor")
+    K = A + shift * np.eye(n) + rho * np.ones((n, n))
+    return symmetrise(K), {
+        "floor": f, "shift": shift, "rho": rho,
+        "eig_min_subspace": float(w[0]), "eig_max_subspace": float(w[-1]),
+        "eig_min_before": float(w_full[0]), "eig_max_before": float(w_full[-1]),
+        "shift_full_space": max(0.0, -float(w_full[0])) + f, "condition": cond,
+    }
 
 
 def _sigma(S: np.ndarray) -> float:
@@ -103,6 +170,9 @@ def build_kernel(
         K = A + shift * np.eye(n)
         return Kernel(K, kind, {"floor": f, "shift": shift, "eig_min_before": float(w[0]),
                                 "eig_max_before": float(w[-1])})
+    if kind == "simplex-shift":
+        K, info = _simplex_shift(A, floor)
+        return Kernel(K, kind, info)
     if kind == "clip":
         K, info = _clip(A, floor)
         return Kernel(K, kind, info)

@@ -23,7 +23,7 @@ from taskpgm.errors import InputError
 from taskpgm.models.encode import encode_pair, model_max_length
 from taskpgm.models.load import LoadedModel, cpu_threads_for, load_model
 from taskpgm.models.scoring import ScoreSettings, score_pairs
-from taskpgm.tasks.pool import Example, Pool
+from taskpgm.tasks.pool import SPLITS, Example, Pool
 
 
 @dataclass
@@ -108,6 +108,11 @@ def evaluate_model(
     device: str | None = None,
 ) -> dict[str, TaskEval]:
     """Evaluate a model on ``tasks`` (default: all) of ``pool``; task -> :class:`TaskEval`."""
+    # Checked before the model loads, so a typo costs nothing.
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r} (use one of {', '.join(SPLITS)})")
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
     names = list(tasks) if tasks is not None else pool.names

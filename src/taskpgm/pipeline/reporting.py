@@ -140,11 +140,12 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
         out.pop("beta", None), out.pop("lam", None)
         out["r_rel"] = ctx.cfg.mixture.r_rel
     if out.get("unary") == "given" and ctx.paths.utilities.is_file():
-        from taskpgm.pipeline.stages import _scale_like_rowsum, load_utilities
+        from taskpgm.affinity.utilities import scale_like_rowsum
+        from taskpgm.pipeline.stages import load_utilities
 
         _, u = load_utilities(ctx)
         aff = load_affinity(ctx.paths.affinity)
-        out["utilities"] = _scale_like_rowsum(u, aff.matrix)
+        out["utilities"] = scale_like_rowsum(u, aff.matrix)
     elif out.get("unary") in ("given", "target"):
         out["unary"] = "rowsum"  # cannot reproduce; show the reference path instead
     return out

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from taskpgm.affinity.utilities import scale_like_rowsum
 from taskpgm.config import Config, StrategyConfig
 from taskpgm.errors import ConfigError, InputError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
@@ -253,39 +254,20 @@ def stage_affinity(ctx: PipelineContext) -> None:
 
 
 def stage_utilities(ctx: PipelineContext) -> None:
-    """Target-aware utilities for held-out targets, which have no experts of their own.
-
-    For a training task A and target T, the utility is the mean per-token log-likelihood
-    gain of A's expert over the base model on T's probe examples,
-    ``mean_{x in D_T} (log p_A(x) - log p_base(x)) / len(x)``, averaged over targets:
-    the PMI-style quantity available without an expert for T. Targets that do have
-    experts use the same formula, so the two cases are on one scale.
-    """
+    """Target-aware utilities for held-out targets, which have no experts of their own
+    (see :mod:`taskpgm.affinity.utilities` for the definition)."""
+    from taskpgm.affinity.utilities import target_utilities
     from taskpgm.scores import ScoreTable
 
     table = ScoreTable.load(ctx.paths.scores)
     train = ctx.train_task_names()
     targets = ctx.target_task_names(ctx.cfg.mixture.targets)
-    base = _base_expert_name(table)
-    gains = np.zeros(len(train))
-    for t in targets:
-        n_tok = np.maximum(table.n_tokens(t).astype(np.float64), 1.0)
-        base_lp = table.shard(base, t).logprob / n_tok
-        for i, a in enumerate(train):
-            gains[i] += float(np.mean(table.shard(a, t).logprob / n_tok - base_lp))
-    gains /= len(targets)
+    gains = target_utilities(table, train, targets)
     atomic_write_json(ctx.paths.utilities, {
         "tasks": train, "targets": targets, "utilities": [float(g) for g in gains],
         "definition": "mean per-token log-likelihood gain of each expert over the base model "
                       "on the targets' probe examples",
     })
-
-
-def _base_expert_name(table) -> str:
-    for cand in ("base", "__base__", "_base"):
-        if cand in table.experts:
-            return cand
-    raise InputError(f"{table.root}: the scores hold no base-model row (expert 'base')")
 
 
 def load_utilities(ctx: PipelineContext) -> tuple[list[str], np.ndarray]:
@@ -329,7 +311,7 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
             # Held-out targets have no experts, hence no row in the affinity matrix:
             # use utilities measured from the scores instead (see stage_utilities).
             _, u = load_utilities(ctx)
-            opts["unary"], opts["utilities"] = "given", _scale_like_rowsum(u, aff.matrix)
+            opts["unary"], opts["utilities"] = "given", scale_like_rowsum(u, aff.matrix)
             opts.pop("targets", None)
         else:
             opts.pop("targets", None)
@@ -341,23 +323,6 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
     mix = solve(aff, **kwargs)
     mix.params = {**mix.params, "strategy": strategy.name}
     return mix
-
-
-def _scale_like_rowsum(u: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Put measured utilities on the scale of the reference ``u = K 1``.
-
-    Utilities are log-likelihood gains (nats/token); the kernel is built from the
-    affinity in its own units. Matching the spread of the row sums of the affinity keeps
-    ``r_rel`` (and ``beta``/``lam``) meaning the same tilt for both unary choices: the
-    centred rowsum u = K1 has exactly that spread, and a constant in u does not move the
-    optimum on the simplex.
-    """
-    s = 0.5 * (matrix + matrix.T)
-    ref = np.std(s.sum(axis=1))
-    spread = np.std(u)
-    if spread <= 0 or not np.isfinite(spread) or ref <= 0:
-        return u - u.mean()
-    return (u - u.mean()) * (ref / spread)
 
 
 def stage_main_mixture(ctx: PipelineContext) -> None:

@@ -14,9 +14,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from taskpgm.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _umask() -> int:
@@ -103,6 +107,17 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+
+
+def read_json_model(path: str | os.PathLike[str], model: type[M]) -> M:
+    """Read a JSON file into a pydantic model; the first invalid field becomes one line."""
+    raw = read_json(path)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"{path}: field {loc!r}: {err['msg']}") from None
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:

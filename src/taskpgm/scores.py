@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskpgm.errors import InputError
-from taskpgm.io import atomic_path, atomic_write_json, read_json
+from taskpgm.io import atomic_path, atomic_write_json, read_json_model
 
 SCORES_MANIFEST = "scores.json"
 
@@ -139,13 +139,7 @@ class ScoreTable:
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"{root}: scores directory not found")
-        raw = read_json(root / SCORES_MANIFEST)
-        try:
-            manifest = ScoresManifest.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise InputError(f"{root / SCORES_MANIFEST}: field {loc!r}: {err['msg']}") from None
+        manifest = read_json_model(root / SCORES_MANIFEST, ScoresManifest)
         shards: dict[tuple[str, str], Shard] = {}
         for e in manifest.experts:
             for t in manifest.tasks:

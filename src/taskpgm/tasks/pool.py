@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskpgm.errors import InputError
-from taskpgm.io import atomic_write_json, iter_jsonl, read_json
+from taskpgm.io import atomic_write_json, iter_jsonl, read_json_model
 
 SPLITS: tuple[str, ...] = ("train", "probe", "eval")
 Split = Literal["train", "probe", "eval"]
@@ -158,13 +158,7 @@ class Pool:
         if not root.is_dir():
             raise InputError(f"{root}: pool directory not found")
         path = root / "pool.json"
-        raw = read_json(path)
-        try:
-            manifest = PoolManifest.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise InputError(f"{path}: field {loc!r}: {err['msg']}") from None
+        manifest = read_json_model(path, PoolManifest)
         seen: set[str] = set()
         for t in manifest.tasks:
             check_task_name(t.name, f"{path}: task name")

@@ -50,8 +50,12 @@ def test_cli_user_error_is_one_line_exit_2(cli, tmp_path):
     np.save(bad, np.array([[0.0, np.nan], [np.nan, 0.0]]))
     with pytest.raises(InputError, match=r"entry \[0, 1\] is nan"):
         load_affinity(bad)
-    code, out, err = cli("version")
-    assert code == 0 and out.strip()
+    out_file = tmp_path / "mixture.json"
+    code, _out, err = cli("solve", "--affinity", bad, "--out", out_file)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("error: ") and "m.npy" in err
+    assert not out_file.exists()
 
 
 def test_atomic_outputs_get_umask_permissions(tmp_path):

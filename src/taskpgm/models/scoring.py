@@ -33,6 +33,7 @@ from taskpgm.io import read_json, sha256_file
 from taskpgm.models.encode import Encoded, encode_pairs, length_batches, model_max_length
 from taskpgm.models.load import ADAPTER_CONFIG, LoadedModel, cpu_threads_for, load_model
 from taskpgm.models.train import collate
+from taskpgm.progress import bars_enabled
 from taskpgm.scores import (
     SCORES_MANIFEST,
     ScoresManifest,
@@ -322,7 +323,7 @@ def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progr
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=True, disable=not progress) as bar:
+                  TimeElapsedColumn(), transient=True, disable=not bars_enabled(progress)) as bar:
         overall = bar.add_task("experts", total=len(todo))
         for name, d in todo.items():
             t = bar.add_task(f"scoring with {name}", total=n_ex)
@@ -352,7 +353,7 @@ def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address
                           max_batch_tokens, device): name
             for name, d in todo.items()}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=True, disable=not progress) as bar:
+                  TimeElapsedColumn(), transient=True, disable=not bars_enabled(progress)) as bar:
         t = bar.add_task("experts (ray)", total=len(refs))
         pending = list(refs)
         while pending:

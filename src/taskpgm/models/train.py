@@ -24,6 +24,7 @@ from taskpgm.io import atomic_dir, atomic_write_json, read_json
 from taskpgm.models.data import as_pairs
 from taskpgm.models.encode import Encoded, encode_pairs, model_max_length
 from taskpgm.models.load import cpu_threads_for, load_model
+from taskpgm.progress import bars_enabled
 from taskpgm.tasks.pool import Pool
 
 TRAIN_MARKER = "taskpgm_train.json"
@@ -227,7 +228,7 @@ class _progress:
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
-                            transient=True)
+                            transient=True, disable=not bars_enabled())
         self.bar.__enter__()
         task = self.bar.add_task(self.description, total=self.total, loss=float("nan"))
         return lambda **kw: self.bar.update(task, advance=1, **kw)

@@ -58,6 +58,17 @@ class PoolConfig(_Section):
         description="source=synthetic: skill families (empty = the default four: reverse, "
         "sort, code, largest; 'add' is also available).",
     )
+    suite: Literal["default", "redundancy"] = Field(
+        "default",
+        description="source=synthetic: 'default' (4 families, 1-5 templates each, one "
+        "held-out template per family) or 'redundancy' (8 skills under 1 to 10 "
+        "near-identical templates, two unseen templates per skill held out).",
+    )
+    family_pattern: str | None = Field(
+        None,
+        description="source=import: regular expression on task names whose first group "
+        "(or whole match) is the task's family label, e.g. '^(.*)_template_\\d+$'.",
+    )
     scale: float = Field(1.0, gt=0, description="source=synthetic: multiplies train split sizes.")
     max_examples: int | None = Field(
         None, ge=10,
@@ -107,20 +118,27 @@ class AffinityConfig(_Section):
     normalize: Literal["sequence", "token"] = Field(
         "token", description="sequence: sum over response tokens; token: per-token mean."
     )
-    bootstrap: int = Field(0, ge=0, description="Bootstrap resamples for per-entry intervals.")
+    bootstrap: int = Field(
+        100, ge=0,
+        description="Bootstrap resamples for per-entry intervals (pmi only). The calibrated "
+        "kernel reads each entry's noise from them; 0 = noise unknown.",
+    )
 
 
 class MixtureConfig(_Section):
-    kernel: Literal["shift", "simplex-shift", "clip", "exp", "laplacian", "none"] = Field(
-        "shift",
-        description="How the affinity becomes a PSD kernel K: shift (the reference), "
-        "simplex-shift (shift sized on the zero-sum directions the simplex can move along), "
-        "clip, exp, laplacian, none.",
+    kernel: Literal["calibrated", "shift", "simplex-shift", "clip", "exp", "laplacian",
+                    "none"] = Field(
+        "calibrated",
+        description="How the affinity becomes a PSD kernel K: calibrated (the default: "
+        "exp(-t^2/2), t = distance in units of the entry's noise or 5% of the median "
+        "distance, so only near-copies couple), shift (the paper's reference), "
+        "simplex-shift, clip, exp, laplacian, none.",
     )
-    unary: Literal["rowsum", "target", "given", "none"] = Field(
-        "rowsum",
-        description="Unary utilities u: rowsum (u = K 1, the reference), target (aim at "
-        "mixture.targets), given (mixture.utilities file), none.",
+    unary: Literal["balanced", "rowsum", "target", "given", "none"] = Field(
+        "balanced",
+        description="Unary utilities u: balanced (the default: u = n K q, q ~ 1/(K 1), each "
+        "group of near-copies counted once), rowsum (u = K 1, the paper's reference), target "
+        "(aim at mixture.targets), given (mixture.utilities file), none.",
     )
     targets: list[str] | Literal["heldout"] = Field(
         "heldout",
@@ -197,7 +215,7 @@ class StrategyConfig(_Section):
     name: str = Field(description="Unique name; used for file names.")
     method: Literal[
         "taskpgm", "taskpgm-paper", "uniform", "size", "temperature", "capped", "unimax",
-        "dirichlet",
+        "given", "family-balanced", "cluster-balanced", "mixmin", "dirichlet",
     ] = Field(description="Strategy from the registry.")
     params: dict[str, Any] = Field(
         default_factory=dict,
@@ -210,6 +228,34 @@ class StrategyConfig(_Section):
         if not _NAME_RE.match(v):
             raise ValueError("use letters, digits, '_', '.', '-'")
         return v
+
+
+# Options a strategy's params may hold beyond the registry's own (see _check_strategy_params).
+_PIPELINE_PARAMS = {"mixmin": ("targets",), "dirichlet": ("alpha", "draw")}
+
+
+def _check_strategy_params(st: StrategyConfig, index: int) -> None:
+    """A misspelt option fails at load time, naming the strategy, not after hours of work."""
+    from taskpgm.mixture.api import STRATEGIES
+
+    allowed = set(_PIPELINE_PARAMS.get(st.method, ()))
+    if st.method in STRATEGIES:
+        allowed |= set(STRATEGIES[st.method].options)
+    if st.method in ("taskpgm", "taskpgm-paper"):
+        allowed |= set(MixtureConfig.model_fields) - {"max_epochs"}
+    for key in st.params:
+        if key not in allowed:
+            raise ValueError(f"strategies[{index}] ({st.name}): unknown param {key!r} for "
+                             f"method {st.method!r} (allowed: {', '.join(sorted(allowed))})")
+    if st.method == "given" and not isinstance(st.params.get("weights"), str):
+        raise ValueError(f"strategies[{index}] ({st.name}): method 'given' needs params "
+                         "{weights: FILE} (a mixture.json or a task,weight file)")
+    if st.method == "mixmin":
+        t = st.params.get("targets", "heldout")
+        if not (t in ("heldout", "train") or (isinstance(t, list)
+                                               and all(isinstance(x, str) for x in t))):
+            raise ValueError(f"strategies[{index}] ({st.name}): mixmin targets must be "
+                             "'heldout', 'train' or a list of task names")
 
 
 class ReportConfig(_Section):
@@ -225,9 +271,12 @@ def default_strategies() -> list[StrategyConfig]:
         StrategyConfig(name="size", method="size"),
         StrategyConfig(name="temperature", method="temperature", params={"temperature": 2.0}),
         StrategyConfig(name="unimax", method="unimax", params={"max_epochs": 4}),
-        StrategyConfig(name="taskpgm", method="taskpgm", params={"unary": "rowsum"}),
-        StrategyConfig(name="taskpgm-simplex", method="taskpgm",
-                       params={"kernel": "simplex-shift", "unary": "rowsum"}),
+        StrategyConfig(name="family-balanced", method="family-balanced"),
+        StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
+        StrategyConfig(name="mixmin", method="mixmin"),
+        StrategyConfig(name="taskpgm", method="taskpgm"),
+        StrategyConfig(name="taskpgm-reference", method="taskpgm",
+                       params={"kernel": "shift", "unary": "rowsum"}),
         StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
     ]
 
@@ -261,6 +310,14 @@ class Config(_Section):
             raise ValueError("pool.source is 'import' but pool.paths is empty")
         if self.pool.source == "bigbench" and not self.pool.tasks:
             raise ValueError("pool.source is 'bigbench' but pool.tasks is empty")
+        if self.pool.family_pattern is not None:
+            try:
+                re.compile(self.pool.family_pattern)
+            except re.error as exc:
+                raise ValueError(f"pool.family_pattern is not a valid regular expression "
+                                 f"({exc})") from None
+        for st in self.strategies:
+            _check_strategy_params(st, self.strategies.index(st))
         return self
 
     # -- helpers ------------------------------------------------------------------------
@@ -368,7 +425,9 @@ def annotated_yaml(cfg: Config | None = None) -> str:
         if name == "strategies":
             lines.append(f"# {field.description}")
             lines.append("# Each: name, method (taskpgm, taskpgm-paper, uniform, size, "
-                         "temperature, capped, unimax, dirichlet), params.")
+                         "temperature, capped, unimax, given, family-balanced,")
+            lines.append("# cluster-balanced, mixmin, dirichlet), params. given: "
+                         "params {weights: FILE}; mixmin: params {targets: heldout | [names]}.")
             lines.append(_yaml_block({name: [s.model_dump(mode="json") for s in value]}, 0))
             lines.append("")
             continue

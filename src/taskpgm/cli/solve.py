@@ -30,13 +30,18 @@ def solve_command(
     names: Annotated[Path | None, typer.Option(help="Task names (one per line / JSON list)."
                                                )] = None,
     method: Annotated[str, typer.Option(help="taskpgm, taskpgm-paper, uniform, size, "
-                                        "temperature, capped, unimax")] = "taskpgm",
-    kernel: Annotated[str, typer.Option(help="shift (the reference), simplex-shift (shift sized "
-                                        "on the simplex's zero-sum directions), clip, exp, "
-                                        "laplacian, none")] = "shift",
+                                        "temperature, capped, unimax, given, family-balanced, "
+                                        "cluster-balanced, mixmin")] = "taskpgm",
+    kernel: Annotated[str, typer.Option(help="calibrated (default: couples only tasks within "
+                                        "noise of each other), shift (the paper's reference), "
+                                        "simplex-shift, clip, exp, laplacian, none")
+                      ] = "calibrated",
     kernel_floor: Annotated[float | None, typer.Option(help="Kernel eigenvalue floor.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
-    unary: Annotated[str, typer.Option(help="rowsum, target, given, none")] = "rowsum",
+    ridge: Annotated[float | None, typer.Option(help="Ridge of the calibrated kernel "
+                                                "(default 0.1).")] = None,
+    unary: Annotated[str, typer.Option(help="balanced (default), rowsum (the paper's "
+                                       "reference), target, given, none")] = "balanced",
     targets: Annotated[str | None, typer.Option(help="Comma-separated target task names."
                                                 )] = None,
     utilities: Annotated[Path | None, typer.Option(help="Utilities file (unary 'given')."
@@ -67,6 +72,11 @@ def solve_command(
     unimax_budget: Annotated[float | None, typer.Option(help="UniMax budget B (examples)."
                                                         )] = None,
     max_epochs: Annotated[float | None, typer.Option(help="UniMax max epochs N.")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Method given: your mixture (mixture.json, or task,weight JSON/CSV).")] = None,
+    scores: Annotated[Path | None, typer.Option(
+        help="Method mixmin: the scores directory (fits the targets' probe sets, or every "
+        "task's when --targets is not given).")] = None,
     path: Annotated[bool, typer.Option("--path", help="Solve along r = beta/lambda and print "
                                        "the path (written to --out).")] = False,
     r_values: Annotated[str | None, typer.Option(help="Comma-separated r values for --path."
@@ -78,11 +88,11 @@ def solve_command(
     from taskpgm.mixture import r_path, solve
 
     name_list = read_names(names) if names is not None else None
-    pool_sizes = None
+    pool_sizes = families = None
     if pool is not None:
         if sizes is not None:
             raise InputError("give --pool or --sizes, not both (--pool reads the sizes)")
-        pool_sizes = _pool_train_sizes(pool)
+        pool_sizes, families = _pool_train_sizes(pool)
         if name_list is None and (affinity is None or affinity.suffix.lower() == ".npy"):
             name_list = list(pool_sizes)  # a bare .npy has no names: the pool's order
     aff = load_affinity(affinity, name_list) if affinity is not None else None
@@ -99,7 +109,7 @@ def solve_command(
     common = {"names": name_list if aff is None else None, "kernel": kernel, "unary": unary,
                   "targets": target_list, "utilities": _opt_values(utilities, "utilities"),
                   "caps": _opt_values(caps, "caps"), "floors": _opt_values(floors, "floors"),
-                  "kernel_floor": kernel_floor, "sigma": sigma}
+                  "kernel_floor": kernel_floor, "sigma": sigma, "ridge": ridge}
     if path:
         if method != "taskpgm":
             raise InputError("--path is for --method taskpgm")
@@ -119,21 +129,34 @@ def solve_command(
     mix = solve(aff, method=method, beta=beta, lam=lam, r_rel=r_rel, budget_k=budget_k,
                 sizes=size_values, temperature=temperature, cap=cap,
                 unimax_budget=unimax_budget, max_epochs=max_epochs,
-                costs=_opt_values(costs, "costs"), cost_budget=cost_budget, **common)
+                costs=_opt_values(costs, "costs"), cost_budget=cost_budget,
+                weights=weights, scores=scores,
+                families=_families_for(families, method, aff, name_list), **common)
     _print_mixture(mix, top)
     if out is not None:
         mix.save(out)
 
 
-def _pool_train_sizes(root: Path) -> dict[str, float]:
-    """Training tasks of a pool and their train split sizes, in pool order."""
+def _pool_train_sizes(root: Path) -> tuple[dict[str, float], dict[str, str | None]]:
+    """Training tasks of a pool, their train split sizes and family labels, in pool order."""
     from taskpgm.tasks.pool import Pool
 
     p = Pool.load(root)
     out = {t.name: float(t.count("train")) for t in p.train_tasks()}
     if not out:
         raise InputError(f"{root}/pool.json: the pool has no training tasks")
-    return out
+    return out, {t.name: t.family for t in p.train_tasks()}
+
+
+def _families_for(families, method: str, aff, name_list):
+    """The pool's family labels, for the one method that reads them."""
+    if method != "family-balanced":
+        return None
+    if families is None:
+        raise InputError("method family-balanced reads family labels from the pool: "
+                         "pass --pool POOL")
+    names = aff.names if aff is not None else name_list
+    return {t: families.get(t) for t in names}
 
 
 def _fmt(v) -> str:

@@ -36,19 +36,30 @@ def import_cmd(
     task_column: Annotated[str | None, typer.Option(help="HF dataset column naming the task.")] = None,
     prompt_field: Annotated[str | None, typer.Option(help="Field/column holding the prompt.")] = None,
     response_field: Annotated[str | None, typer.Option(help="Field/column holding the response.")] = None,
+    family_pattern: Annotated[str | None, typer.Option(
+        help="Regex searched in each task name: its first group (else the whole match) is the "
+        "task's family; unmatched names are their own family. E.g. '^(.*)_template_\\d+$'.")] = None,
+    family_field: Annotated[str | None, typer.Option(
+        help="Field/column of the records naming the task's family (all rows of a task must agree).")] = None,
     probe_fraction: ProbeFrac = 0.1,
     eval_fraction: EvalFrac = 0.1,
     probe_max: ProbeMax = 100,
     strict: Strict = False,
 ) -> None:
     """Import tasks from JSONL/JSON files or a Hugging Face dataset saved on disk."""
-    from taskpgm.tasks.importers import ColumnMap, import_sources
+    from taskpgm.errors import InputError
+    from taskpgm.tasks.importers import ColumnMap, compile_family_pattern, import_sources
     from taskpgm.tasks.splits import SplitConfig
 
+    if family_pattern is not None and family_field is not None:
+        raise InputError("--family-pattern and --family-field exclude each other; give one")
+    pattern = (compile_family_pattern(family_pattern, "--family-pattern")
+               if family_pattern is not None else None)
     cfg = SplitConfig(probe_fraction=probe_fraction, eval_fraction=eval_fraction,
                       probe_max=probe_max, strict=strict)
     result = import_sources(sources, out, split=cfg, task_column=task_column,
-                            columns=ColumnMap(prompt=prompt_field, response=response_field))
+                            columns=ColumnMap(prompt=prompt_field, response=response_field),
+                            family_pattern=pattern, family_field=family_field)
     r = result.report
     _report(out, len(result.pool.names), r.duplicates, r.leaked, r.leaked_prompts)
 

@@ -16,6 +16,7 @@ from taskpgm.mixture.greedy import greedy_select
 from taskpgm.mixture.kernels import build_kernel
 from taskpgm.mixture.qp import check_bounds, kkt_residual, project_capped_simplex, solve_qp
 from taskpgm.mixture.record import Mixture
+from taskpgm.mixture.reference import family_labels, given_weights, group_balanced_weights
 from taskpgm.mixture.unary import align_values, unary_utilities
 
 # Default trade-off, as r = beta/lam in units of 1/n (r = R_REL_DEFAULT / n). With rowsum
@@ -35,8 +36,8 @@ class MixtureInputs:
     names: list[str]
     affinity: np.ndarray | None
     sizes: np.ndarray | None
-    kernel: str = "shift"
-    unary: str = "rowsum"
+    kernel: str = "calibrated"
+    unary: str = "balanced"
     targets: list[str] | None = None
     utilities: Any = None
     beta: float = 1.0
@@ -45,6 +46,8 @@ class MixtureInputs:
     caps: np.ndarray | None = None
     floors: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # Standard error of each affinity entry (from bootstrap intervals), when known.
+    noise: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -58,6 +61,9 @@ class Strategy:
     needs_affinity: bool
     needs_sizes: bool
     description: str
+    # Extra keyword options (``**params`` of solve) the strategy reads; any other given
+    # option is an error rather than silently ignored.
+    options: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- TaskPGM problem
@@ -75,8 +81,11 @@ class EnergyProblem:
 def build_problem(inp: MixtureInputs) -> EnergyProblem:
     if inp.affinity is None:
         raise InputError("TaskPGM needs an affinity matrix (--affinity)")
+    calibrated = inp.kernel == "calibrated"
     kern = build_kernel(inp.affinity, inp.kernel, floor=inp.params.get("kernel_floor"),
-                        sigma=inp.params.get("sigma"))
+                        sigma=inp.params.get("sigma"),
+                        noise=inp.noise if calibrated else None,
+                        ridge=inp.params.get("ridge"))
     u = unary_utilities(kern.matrix, inp.names, inp.unary, targets=inp.targets,
                         utilities=inp.utilities)
     try:
@@ -97,7 +106,7 @@ def _common_params(inp: MixtureInputs) -> dict[str, Any]:
         out["caps"] = inp.caps
     if inp.floors is not None:
         out["floors"] = inp.floors
-    for key in ("kernel_floor", "sigma"):
+    for key in ("kernel_floor", "sigma", "ridge"):
         if inp.params.get(key) is not None:
             out[key] = inp.params[key]
     return out
@@ -214,20 +223,89 @@ def _run_unimax(inp: MixtureInputs) -> Mixture:
     return m
 
 
+# ---------------------------------------------------------------- reference mixtures
+def _run_given(inp: MixtureInputs) -> Mixture:
+    w, source = given_weights(inp.params.get("weights"), inp.names)
+    return _baseline("given", w, inp, {"weights_from": source} if source else {})
+
+
+def _run_family_balanced(inp: MixtureInputs) -> Mixture:
+    labels = family_labels(inp.names, inp.params.get("families"))
+    m = _baseline("family-balanced", group_balanced_weights(labels), inp, {})
+    m.diagnostics["groups"] = len(set(labels))
+    return m
+
+
+def _run_cluster_balanced(inp: MixtureInputs) -> Mixture:
+    from taskpgm.affinity.redundancy import redundancy_clusters
+
+    if inp.affinity is None:
+        raise InputError("method 'cluster-balanced' needs an affinity matrix (--affinity)")
+    labels = redundancy_clusters(inp.affinity, inp.noise)
+    m = _baseline("cluster-balanced", group_balanced_weights(labels.tolist()), inp,
+                  {"noise": "per-entry" if inp.noise is not None else "unknown"})
+    m.diagnostics.update({"groups": int(labels.max()) + 1, "clusters": labels.tolist()})
+    return m
+
+
+def _run_mixmin(inp: MixtureInputs) -> Mixture:
+    from taskpgm.mixture.mixmin import mixmin_logprobs, mixmin_weights
+    from taskpgm.scores import ScoreTable
+
+    scores = inp.params.get("scores")
+    if scores is None:
+        raise InputError("method 'mixmin' needs the experts' scores (--scores DIR)")
+    table = scores if isinstance(scores, ScoreTable) else ScoreTable.load(scores)
+    targets = list(inp.targets) if inp.targets else list(inp.names)
+    logp, example_weights = mixmin_logprobs(table, inp.names, targets)
+    res = mixmin_weights(logp, example_weights=example_weights)
+    params: dict[str, Any] = {"targets": targets}
+    if not isinstance(scores, ScoreTable):
+        params["scores"] = str(scores)
+    m = _baseline("mixmin", res.weights, inp, params)
+    m.diagnostics.update({"loss": res.loss, "gap": res.gap, "iterations": res.iterations,
+                          "converged": res.converged})
+    return m
+
+
+_KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge")
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("taskpgm", _run_taskpgm, True, False,
-                 "exact minimiser of (lam/2) p'Kp - beta u'p on the simplex"),
-        Strategy("taskpgm-paper", _run_paper, True, False, PAPER_LABEL),
+                 "exact minimiser of (lam/2) p'Kp - beta u'p on the simplex",
+                 _KERNEL_OPTIONS + ("costs", "cost_budget")),
+        Strategy("taskpgm-paper", _run_paper, True, False, PAPER_LABEL, _KERNEL_OPTIONS),
         Strategy("uniform", _run_uniform, False, False, "1/n each"),
         Strategy("size", _run_size, False, True, "proportional to task size"),
-        Strategy("temperature", _run_temperature, False, True, "p ~ size^(1/T)"),
-        Strategy("capped", _run_capped, False, True, "T5: p ~ min(size, K)"),
+        Strategy("temperature", _run_temperature, False, True, "p ~ size^(1/T)",
+                 ("temperature",)),
+        Strategy("capped", _run_capped, False, True, "T5: p ~ min(size, K)", ("cap",)),
         Strategy("unimax", _run_unimax, False, True,
-                 "UniMax: uniform up to N epochs per task within budget B"),
+                 "UniMax: uniform up to N epochs per task within budget B",
+                 ("unimax_budget", "max_epochs")),
+        Strategy("given", _run_given, False, False, "the user's own weights", ("weights",)),
+        Strategy("family-balanced", _run_family_balanced, False, False,
+                 "uniform over family labels, then over a family's tasks", ("families",)),
+        Strategy("cluster-balanced", _run_cluster_balanced, True, False,
+                 "uniform over clusters of redundant tasks found in the affinity, then "
+                 "within a cluster"),
+        Strategy("mixmin", _run_mixmin, False, False,
+                 "MixMin: weights minimising the expert ensemble's loss on target probes",
+                 ("scores",)),
     )
 }
+STRATEGY_OPTIONS = frozenset(o for s in STRATEGIES.values() for o in s.options)
+
+
+def check_options(method: str, params: Mapping[str, Any]) -> None:
+    """Refuse an option no strategy knows (a typo) or one this method would ignore."""
+    for key, value in params.items():
+        if key not in STRATEGY_OPTIONS:
+            raise InputError(f"unknown option {key!r} for method {method!r} (options: "
+                             f"{', '.join(STRATEGIES[method].options) or 'none'})")
+        if value is not None and key not in STRATEGIES[method].options:
+            raise InputError(f"option {key!r} does not apply to method {method!r}")
 
 
 # ---------------------------------------------------------------- entry points
@@ -279,8 +357,8 @@ def make_inputs(
     affinity=None,
     *,
     names: Sequence[str] | None = None,
-    kernel: str = "shift",
-    unary: str = "rowsum",
+    kernel: str = "calibrated",
+    unary: str = "balanced",
     targets: Sequence[str] | None = None,
     utilities=None,
     beta: float | None = None,
@@ -290,6 +368,7 @@ def make_inputs(
     caps=None,
     floors=None,
     sizes=None,
+    noise=None,
     **params: Any,
 ) -> MixtureInputs:
     """Validate and align every input (raises InputError with one clear line)."""
@@ -315,9 +394,19 @@ def make_inputs(
             check_bounds(n, floor_arr, cap_arr)
         except ValueError as exc:
             raise InputError(f"infeasible caps/floors: {exc}") from None
+    if noise is None and isinstance(affinity, AffinityMatrix) and affinity.lower is not None \
+            and affinity.upper is not None:
+        from taskpgm.affinity.redundancy import noise_from_intervals
+
+        level = float(affinity.provenance.get("interval_level", 0.95))
+        noise = noise_from_intervals(affinity.lower, affinity.upper, level)
+    if noise is not None:
+        from taskpgm.affinity.redundancy import check_noise
+
+        noise = check_noise(noise, n)
     return MixtureInputs(task_names, matrix, size_arr, kernel, unary,
                          list(targets) if targets else None, utilities, beta, lam, budget_k,
-                         cap_arr, floor_arr, dict(params))
+                         cap_arr, floor_arr, dict(params), noise)
 
 
 def solve(
@@ -325,8 +414,8 @@ def solve(
     *,
     names: Sequence[str] | None = None,
     method: str = "taskpgm",
-    kernel: str = "shift",
-    unary: str = "rowsum",
+    kernel: str = "calibrated",
+    unary: str = "balanced",
     targets: Sequence[str] | None = None,
     utilities=None,
     beta: float | None = None,
@@ -336,6 +425,7 @@ def solve(
     caps=None,
     floors=None,
     sizes=None,
+    noise=None,
     **params: Any,
 ) -> Mixture:
     """Mixture weights by ``method`` (a key of :data:`STRATEGIES`).
@@ -345,15 +435,23 @@ def solve(
     ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
     Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
     -> 0 = pure diversity) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT`` (0.5).
-    Extra ``params``: ``kernel_floor``, ``sigma`` (kernels), ``temperature``, ``cap``,
-    ``unimax_budget``, ``max_epochs`` (baselines), ``costs`` + ``cost_budget`` (budgeted
-    TaskPGM by cost instead of count).
+    Defaults: the ``calibrated`` kernel and ``balanced`` utilities (docs/DECISIONS.md
+    D12); ``kernel="shift", unary="rowsum"`` is the paper's reference choice. ``noise``:
+    standard errors of the affinity entries (taken from an :class:`AffinityMatrix`'s
+    bootstrap intervals when it has them).
+    Extra ``params`` (each strategy lists its own in ``STRATEGIES[m].options``; any other
+    is an error): ``kernel_floor``, ``sigma``, ``ridge`` (kernels), ``temperature``,
+    ``cap``, ``unimax_budget``, ``max_epochs`` (baselines), ``costs`` + ``cost_budget``
+    (budgeted TaskPGM by cost), ``weights`` (given), ``families`` (family-balanced),
+    ``scores`` (mixmin: a ScoreTable or scores directory; ``targets`` = the tasks whose
+    probe sets it fits, default all tasks).
     """
     if method not in STRATEGIES:
         raise InputError(f"unknown method {method!r} (choose from {', '.join(STRATEGIES)})")
+    check_options(method, params)
     inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
                       utilities=utilities, beta=beta, lam=lam, r_rel=r_rel, budget_k=budget_k,
-                      caps=caps, floors=floors, sizes=sizes, **params)
+                      caps=caps, floors=floors, sizes=sizes, noise=noise, **params)
     return STRATEGIES[method].run(inp)
 
 
@@ -393,8 +491,8 @@ def r_path(
     *,
     rs: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
-    kernel: str = "shift",
-    unary: str = "rowsum",
+    kernel: str = "calibrated",
+    unary: str = "balanced",
     targets: Sequence[str] | None = None,
     utilities=None,
     caps=None,
@@ -404,8 +502,9 @@ def r_path(
     """Exact mixtures for each r = beta/lambda (lambda = 1), warm-starting each solve
     from its neighbour's support. With ``unary='rowsum'`` only r matters and r = 1/n
     gives the uniform mixture."""
+    check_options("taskpgm", params)
     inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
-                      utilities=utilities, caps=caps, floors=floors, **params)
+                      utilities=utilities, caps=caps, floors=floors, noise=noise, **params)
     prob = build_problem(inp)
     r_arr = default_rs(inp.n) if rs is None else np.asarray(list(rs), dtype=np.float64)
     if r_arr.size == 0 or not np.all(np.isfinite(r_arr)) or np.any(r_arr <= 0):

@@ -22,6 +22,15 @@ repairs that:
 - ``laplacian``: D - W + floor I with W = exp(S / sigma) off the diagonal, D = diag(W 1).
   PSD by construction (a graph Laplacian), so the floor makes it positive definite.
 - ``none``: S as given; refused when it is not symmetric PSD.
+- ``calibrated`` (the default): W = exp(-t^2 / 2) with t the distance between two tasks
+  in units of what makes them distinguishable (their entry's noise, or 5% of the pool's
+  median distance; :mod:`taskpgm.affinity.redundancy`), clipped to PSD, plus
+  ``ridge`` I (default 0.1). Near-copies get W ~ 1 = the diagonal (never above it: a
+  positive affinity is noise), distinct tasks W ~ 0, so p'Kp only penalises mass
+  piled onto a group of interchangeable tasks, and a pool without redundancy has
+  K ~ (1 + ridge) I, whose diversity optimum is uniform. The ridge picks the least
+  concentrated point among near-ties (DESIGN: a flat face of near-identical templates
+  must not collapse onto one arbitrary member); see docs/DECISIONS.md D12.
 
 ``floor`` defaults to 1e-6 times the spectral radius of sym(S) (1e-6 when S = 0); for
 ``simplex-shift`` to 1e-3 times it (see ``SIMPLEX_FLOOR_REL``), and a floor so small that
@@ -37,7 +46,8 @@ import numpy as np
 
 from taskpgm.errors import InputError
 
-KERNELS = ("shift", "simplex-shift", "clip", "exp", "laplacian", "none")
+KERNELS = ("calibrated", "shift", "simplex-shift", "clip", "exp", "laplacian", "none")
+CALIBRATED_RIDGE = 0.1
 _SYM_TOL = 1e-9
 _PSD_TOL = 1e-10
 # simplex-shift: default floor relative to the spectral radius of sym(S). Larger than the
@@ -128,6 +138,18 @@ def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict
     }
 
 
+def _calibrated(S: np.ndarray, floor: float | None, noise, ridge: float) -> Kernel:
+    from taskpgm.affinity.redundancy import normalised_distances
+
+    t, info = normalised_distances(S, noise)
+    W = np.exp(-0.5 * t**2)
+    # W is 1 on the diagonal and in [0, 1] elsewhere, but t is not a Euclidean distance,
+    # so W need not be PSD: take the nearest PSD matrix (eigenvalues clipped at 0).
+    K, clip_info = _clip(W, 0.0 if floor is None else floor)
+    K = K + ridge * np.eye(len(K))
+    return Kernel(K, "calibrated", {**info, **clip_info, "ridge": ridge})
+
+
 def _sigma(S: np.ndarray) -> float:
     n = S.shape[0]
     if n < 2:
@@ -138,18 +160,27 @@ def _sigma(S: np.ndarray) -> float:
 
 
 def build_kernel(
-    S: np.ndarray, kind: str = "shift", *, floor: float | None = None,
-    sigma: float | None = None,
+    S: np.ndarray, kind: str = "calibrated", *, floor: float | None = None,
+    sigma: float | None = None, noise=None, ridge: float | None = None,
 ) -> Kernel:
-    """Return the PSD kernel of the given kind for affinity S (see module docstring)."""
+    """Return the PSD kernel of the given kind for affinity S (see module docstring).
+
+    ``noise`` (calibrated only): standard error of each affinity entry (scalar or n x n).
+    """
     if kind not in KERNELS:
         raise InputError(f"unknown kernel {kind!r} (choose from {', '.join(KERNELS)})")
     if floor is not None and not (np.isfinite(floor) and floor >= 0):
         raise InputError(f"kernel floor must be a finite number >= 0, got {floor}")
     if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
         raise InputError(f"kernel sigma must be a positive number, got {sigma}")
+    if ridge is not None and not (np.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"kernel ridge must be a finite number >= 0, got {ridge}")
+    if kind != "calibrated" and (ridge is not None or noise is not None):
+        raise InputError(f"ridge and noise are options of the 'calibrated' kernel, not {kind!r}")
     S = np.asarray(S, dtype=np.float64)
     n = S.shape[0]
+    if kind == "calibrated":
+        return _calibrated(S, floor, noise, CALIBRATED_RIDGE if ridge is None else ridge)
     if kind == "none":
         asym = float(np.max(np.abs(S - S.T))) if n else 0.0
         scale = max(1.0, float(np.max(np.abs(S))))

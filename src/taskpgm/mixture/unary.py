@@ -7,6 +7,12 @@
   kernel affinity to what the user evaluates on is high.
 - ``given``: utilities from the user (a mapping name -> value, or an array).
 - ``none``: u = 0 (pure diversity: the minimum-"redundancy" mixture).
+- ``balanced`` (the default): u = n K q with q_j proportional to 1 / (K 1)_j, the
+  inverse kernel density of task j. Like rowsum, u = n K q makes the unconstrained
+  optimum r_rel * q + (1 - r_rel) * (pure diversity point), but q counts every region
+  of task space once instead of once per near-copy: with k interchangeable templates of
+  a skill each gets 1/k of that skill's share. rowsum (q uniform) pays a skill for
+  being duplicated, which is why it stays near uniform on redundant pools (D12).
 """
 
 from __future__ import annotations
@@ -20,13 +26,13 @@ import numpy as np
 
 from taskpgm.errors import InputError
 
-UNARIES = ("rowsum", "target", "given", "none")
+UNARIES = ("balanced", "rowsum", "target", "given", "none")
 
 
 def unary_utilities(
     K: np.ndarray,
     names: Sequence[str],
-    kind: str = "rowsum",
+    kind: str = "balanced",
     *,
     targets: Sequence[str] | None = None,
     utilities: Mapping[str, float] | np.ndarray | Sequence[float] | None = None,
@@ -36,6 +42,8 @@ def unary_utilities(
         return K.sum(axis=1)
     if kind == "none":
         return np.zeros(n)
+    if kind == "balanced":
+        return n * K @ balanced_reference(K)
     if kind == "target":
         if not targets:
             raise InputError("unary 'target' needs at least one target task (--targets)")
@@ -54,6 +62,16 @@ def unary_utilities(
             raise InputError("unary 'given' needs utilities (--utilities FILE)")
         return _align(utilities, names, "utilities")
     raise InputError(f"unknown unary {kind!r} (choose from {', '.join(UNARIES)})")
+
+
+def balanced_reference(K: np.ndarray) -> np.ndarray:
+    """q_j proportional to 1 / (K 1)_j: each cluster of near-copies counted once."""
+    deg = K.sum(axis=1)
+    if np.any(deg <= 0):
+        raise InputError("unary 'balanced' needs a kernel with positive row sums "
+                         "(use kernel calibrated or exp), or choose --unary rowsum")
+    q = 1.0 / deg
+    return q / q.sum()
 
 
 def _align(values, names: Sequence[str], what: str) -> np.ndarray:

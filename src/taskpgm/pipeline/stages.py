@@ -169,11 +169,11 @@ def stage_pool(ctx: PipelineContext) -> None:
         kwargs: dict[str, Any] = {"scale": pc.scale}
         if pc.families:
             kwargs["families"] = tuple(pc.families)
-        build_synthetic_pool(out, seed=seed, **kwargs)
+        build_synthetic_pool(out, seed=seed, suite=pc.suite, **kwargs)
     elif pc.source == "import":
         from taskpgm.tasks.importers import import_sources
 
-        import_sources(pc.paths, out)
+        import_sources(pc.paths, out, family_pattern=pc.family_pattern)
         _mark_heldout(out, pc.heldout)
     elif pc.source == "bigbench":
         from taskpgm.tasks.bigbench import build_bigbench_pool
@@ -320,9 +320,24 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
         kwargs.update(strategy.params)
         if strategy.method == "unimax":
             kwargs.setdefault("unimax_budget", ctx.cfg.sample.budget)
+        elif strategy.method == "family-balanced":
+            kwargs["families"] = {t: pool.task(t).family for t in train}
+        elif strategy.method == "mixmin":
+            kwargs["scores"] = ctx.paths.scores
+            kwargs["targets"] = mixmin_targets(ctx, strategy.params.get("targets", "heldout"))
     mix = solve(aff, **kwargs)
     mix.params = {**mix.params, "strategy": strategy.name}
     return mix
+
+
+def mixmin_targets(ctx: PipelineContext, targets: list[str] | str) -> list[str]:
+    """MixMin fits the ensemble on these tasks' probe sets: the held-out tasks (when the
+    pool has none, the training tasks), 'train', or a list of names."""
+    if targets == "train":
+        return ctx.train_task_names()
+    if targets == "heldout" and not ctx.pool().heldout_tasks():
+        return ctx.train_task_names()
+    return ctx.target_task_names(targets)
 
 
 def stage_main_mixture(ctx: PipelineContext) -> None:
@@ -436,8 +451,13 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                      "seed": seed}
         if st.method in ("taskpgm", "taskpgm-paper"):
             s_payload["mixture"] = cfg.section("mixture")
+        if st.method == "given":
+            w = Path(st.params["weights"])
+            s_payload["weights_sha256"] = sha256_file(w) if w.is_file() else None
+        # MixMin reads the scores directly, not only through the affinity.
+        s_deps = mix_deps + ("scores",) if st.method == "mixmin" else mix_deps
         stages.append(Stage(f"mixture:{st.name}", _bind(stage_strategy_mixture, ctx, st),
-                            s_payload, deps=mix_deps,
+                            s_payload, deps=s_deps,
                             outputs=(f"mixtures/{st.name}.json",)))
         stages.append(Stage(f"data:{st.name}", _bind(stage_data, ctx, st.name),
                             {"sample": cfg.section("sample"), "seed": seed},

@@ -13,6 +13,12 @@
 Examples may use ``prompt``/``response``, ``inputs``/``targets``, ``input``/``output``,
 ``instruction``/``input``/``output`` (Alpaca) or chat ``messages``; a line may carry a
 ``split`` field (train / validation / test / ...).
+
+Family labels (``TaskInfo.family``, what family-balanced mixing groups by) come from a
+regular expression on task names (``family_pattern``: its first group, or the whole
+match; a name it does not match is a family of its own) or from a field of the records
+(``family_field``: every row of a task must name the same family). Without either,
+imported files carry no family, and tasks from a taskpgm pool keep theirs.
 """
 
 from __future__ import annotations
@@ -55,6 +61,106 @@ class ColumnMap:
 class ImportResult:
     pool: Pool
     report: SplitReport
+
+
+# -- family labels ------------------------------------------------------------------------
+
+
+def compile_family_pattern(pattern: str, option: str = "family_pattern") -> re.Pattern[str]:
+    """Compile a family pattern; an invalid one is one :class:`InputError` line.
+
+    ``option`` names where the pattern came from (``--family-pattern``,
+    ``pool.family_pattern``) in the message.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise InputError(f"{option}: expected a non-empty regular expression")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InputError(
+            f"{option} {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
+
+
+def family_of(name: str, pattern: re.Pattern[str]) -> str | None:
+    """The family ``pattern`` gives task ``name`` (first group, else the whole match).
+
+    ``None`` when it does not match (or captures only an empty string).
+    """
+    m = pattern.search(name)
+    if m is None:
+        return None
+    label = m.group(1) if pattern.groups else m.group(0)
+    return label or None
+
+
+def families_from_pattern(names: Iterable[str], pattern: re.Pattern[str]) -> dict[str, str]:
+    """Each task's family; unmatched names are their own family.
+
+    A pattern that matches no name at all is an error: almost certainly a typo.
+    """
+    names = list(names)
+    out: dict[str, str] = {}
+    matched = False
+    for name in names:
+        label = family_of(name, pattern)
+        matched = matched or label is not None
+        out[name] = label if label is not None else name
+    if names and not matched:
+        raise InputError(
+            f"family pattern {pattern.pattern!r} matches none of the {len(names)} task "
+            f"names (e.g. {names[0]!r}); check the pattern"
+        )
+    return out
+
+
+class FamilyField:
+    """The family one field names in every row of one task; the rows must agree."""
+
+    def __init__(self, field: str, task: str):
+        self.field, self.task = field, task
+        self.value: str | None = None
+        self.first: str = ""
+
+    def see(self, rec: dict[str, Any], where: str) -> None:
+        if rec.get(self.field) is None:
+            raise InputError(f"{where}: missing family field {self.field!r}")
+        raw = rec[self.field]
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or raw == "":
+            raise InputError(
+                f"{where}: family field {self.field!r} must be a non-empty string"
+            )
+        label = str(raw)
+        if self.value is None:
+            self.value, self.first = label, where
+        elif label != self.value:
+            raise InputError(
+                f"{where}: task {self.task!r} has family field {self.field!r} = {label!r}, "
+                f"but {self.first} says {self.value!r} (all rows of a task must agree)"
+            )
+
+
+def _family_options(
+    family_pattern: str | re.Pattern[str] | None, family_field: str | None
+) -> re.Pattern[str] | None:
+    """Check the family options before anything is read or written."""
+    if family_pattern is not None and family_field is not None:
+        raise InputError("give either family_pattern or family_field, not both")
+    if family_field is not None and (not isinstance(family_field, str) or not family_field):
+        raise InputError("family_field: expected a field name")
+    if family_pattern is None or isinstance(family_pattern, re.Pattern):
+        return family_pattern
+    return compile_family_pattern(family_pattern)
+
+
+def _family_metadata(
+    pattern: re.Pattern[str] | None, family_field: str | None
+) -> dict[str, str]:
+    if pattern is not None:
+        return {"family_pattern": pattern.pattern}
+    if family_field is not None:
+        return {"family_field": family_field}
+    return {}
 
 
 def _text(value: Any, where: str, field: str) -> str:
@@ -131,18 +237,21 @@ def _split_of(rec: dict[str, Any], where: str, default: str) -> str:
 
 
 def read_task_file(
-    path: Path, cols: ColumnMap, split: str | None = None
+    path: Path, cols: ColumnMap, split: str | None = None, *, family: FamilyField | None = None
 ) -> tuple[dict[str, list[Example]], dict[str, Any]]:
     """Read one task file: examples per pool split, plus metadata for pool.json.
 
     ``split``: the pool split the whole file belongs to (a file named ``test.jsonl``,
     say); ``None`` means train unless a row's ``split`` field says otherwise.
+    ``family``: when given, every row's family field is checked into it.
     """
     given: dict[str, list[Example]] = {}
     meta: dict[str, Any] = {}
     if path.suffix == ".jsonl":
         for lineno, rec in iter_jsonl(path):
             where = f"{path}:{lineno}"
+            if family is not None:
+                family.see(rec, where)
             given.setdefault(_split_of(rec, where, split or "train"), []).append(
                 parse_record(rec, where, cols)
             )
@@ -152,6 +261,9 @@ def read_task_file(
         from taskpgm.tasks.bigbench import convert_task_json
 
         examples, meta, _kind = convert_task_json(raw, str(path))
+        if family is not None:
+            for i, rec in enumerate(raw["examples"]):
+                family.see(rec, f"{path}: examples[{i}]")
         return {split or "train": examples}, meta
     if isinstance(raw, list):
         raw = {split or "train": raw}
@@ -170,6 +282,8 @@ def read_task_file(
             where = f"{path}: {split_name}[{i}]"
             if not isinstance(rec, dict):
                 raise InputError(f"{where}: expected a JSON object")
+            if family is not None:
+                family.see(rec, where)
             given.setdefault(split, []).append(parse_record(rec, where, cols))
     return given, meta
 
@@ -282,14 +396,24 @@ def import_files(
     split: SplitConfig | None = None,
     columns: ColumnMap | None = None,
     role: str = "train",
+    family_pattern: str | re.Pattern[str] | None = None,
+    family_field: str | None = None,
 ) -> ImportResult:
-    """Import JSONL/JSON files (or directories of them) as a pool at ``out``."""
+    """Import JSONL/JSON files (or directories of them) as a pool at ``out``.
+
+    ``family_pattern`` / ``family_field``: where each task's family label comes from
+    (see the module docstring); with either, every task in pool.json has a family.
+    """
     cfg, cols = split or SplitConfig(), columns or ColumnMap()
+    pattern = _family_options(family_pattern, family_field)
     report = SplitReport()
     seen: dict[str, Path] = {}
+    found = discover_tasks(sources)
+    by_pattern = (families_from_pattern([t.name for t in found], pattern)
+                  if pattern is not None else {})
 
     def tasks() -> Iterable[TaskData]:
-        for src in discover_tasks(sources):
+        for src in found:
             name, path = src.name, src.files[0][0]
             where = path if len(src.files) == 1 else path.parent
             if name in seen:
@@ -297,8 +421,9 @@ def import_files(
             seen[name] = where
             given: dict[str, list[Example]] = {}
             meta: dict[str, Any] = {}
+            by_field = FamilyField(family_field, name) if family_field is not None else None
             for file, file_split in src.files:
-                file_given, file_meta = read_task_file(file, cols, file_split)
+                file_given, file_meta = read_task_file(file, cols, file_split, family=by_field)
                 for s, exs in file_given.items():
                     given.setdefault(s, []).extend(exs)
                 meta.update(file_meta)
@@ -312,9 +437,13 @@ def import_files(
             else:
                 info = TaskInfo(name=name, source=str(where), role=role,  # type: ignore[arg-type]
                                 kind=_kind(examples), metadata=meta)  # type: ignore[arg-type]
+            family = by_field.value if by_field is not None else by_pattern.get(name)
+            if family is not None:
+                info = info.model_copy(update={"family": family})
             yield TaskData(info, splits)
 
-    pool = write_pool(out, tasks(), {"importer": "files", "split": cfg.__dict__})
+    pool = write_pool(out, tasks(), {"importer": "files", "split": cfg.__dict__,
+                                     **_family_metadata(pattern, family_field)})
     return ImportResult(pool, report)
 
 
@@ -333,8 +462,15 @@ def import_hf_dataset(
     columns: ColumnMap | None = None,
     split: SplitConfig | None = None,
     task_name: str | None = None,
+    family_pattern: str | re.Pattern[str] | None = None,
+    family_field: str | None = None,
 ) -> ImportResult:
-    """Import a dataset saved with ``save_to_disk``; ``task_column`` divides it into tasks."""
+    """Import a dataset saved with ``save_to_disk``; ``task_column`` divides it into tasks.
+
+    ``family_pattern`` applies to the task names; ``family_field`` names a column whose
+    value every row of a task must share.
+    """
+    pattern = _family_options(family_pattern, family_field)
     try:
         import datasets
     except ImportError:  # pragma: no cover - optional extra
@@ -347,6 +483,7 @@ def import_hf_dataset(
         raise InputError(f"{path}: not a dataset saved with save_to_disk ({exc})") from None
     parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
     per_task: dict[str, dict[str, list[Example]]] = {}
+    per_family: dict[str, FamilyField] = {}
     for split_name, ds in parts.items():
         pool_split = SPLIT_ALIASES.get(split_name.lower())
         if pool_split is None:
@@ -356,12 +493,22 @@ def import_hf_dataset(
                 f"{path}: split {split_name!r} has no column {task_column!r} "
                 f"(columns: {', '.join(ds.column_names)})"
             )
+        if family_field is not None and family_field not in ds.column_names:
+            raise InputError(
+                f"{path}: split {split_name!r} has no family column {family_field!r} "
+                f"(columns: {', '.join(ds.column_names)})"
+            )
         for i, rec in enumerate(ds):
             where = f"{path}: {split_name} row {i}"
             name = str(rec[task_column]) if task_column else (task_name or path.name)
+            if family_field is not None:
+                per_family.setdefault(name, FamilyField(family_field, task_name_for(Path(name))))
+                per_family[name].see(rec, where)
             ex = parse_record(rec, where, cols)
             per_task.setdefault(name, {}).setdefault(pool_split, []).append(ex)
     report = SplitReport()
+    by_pattern = (families_from_pattern([task_name_for(Path(n)) for n in sorted(per_task)],
+                                        pattern) if pattern is not None else {})
 
     def tasks() -> Iterable[TaskData]:
         for raw_name in sorted(per_task):
@@ -369,28 +516,47 @@ def import_hf_dataset(
             splits, rep = split_task(name, per_task[raw_name], cfg)
             report.add(rep)
             examples = [e for s in splits.values() for e in s]
-            yield TaskData(TaskInfo(name=name, source=f"{path}#{raw_name}",
+            family = (per_family[raw_name].value if family_field is not None
+                      else by_pattern.get(name))
+            yield TaskData(TaskInfo(name=name, source=f"{path}#{raw_name}", family=family,
                                     kind=_kind(examples)), splits)  # type: ignore[arg-type]
 
-    pool = write_pool(out, tasks(), {"importer": "hf", "split": cfg.__dict__})
+    pool = write_pool(out, tasks(), {"importer": "hf", "split": cfg.__dict__,
+                                     **_family_metadata(pattern, family_field)})
     return ImportResult(pool, report)
 
 
 def import_sources(
-    sources: Sequence[str | Path], out: str | Path, **kwargs: Any
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    family_pattern: str | re.Pattern[str] | None = None,
+    family_field: str | None = None,
+    **kwargs: Any,
 ) -> ImportResult:
-    """Dispatch: a single saved HF dataset directory, else JSONL/JSON files."""
+    """Dispatch: a single saved HF dataset directory, else JSONL/JSON files.
+
+    ``family_pattern`` (a regex on task names) or ``family_field`` (a field of the
+    records) labels every task with a family; the two exclude each other.
+    """
+    pattern = _family_options(family_pattern, family_field)
     if len(sources) == 1 and is_hf_dataset_dir(sources[0]):
-        return import_hf_dataset(sources[0], out, **kwargs)
+        return import_hf_dataset(sources[0], out, family_pattern=pattern,
+                                 family_field=family_field, **kwargs)
     kwargs.pop("task_column", None)
-    return import_files(sources, out, **kwargs)
+    return import_files(sources, out, family_pattern=pattern, family_field=family_field,
+                        **kwargs)
 
 
 __all__ = [
     "ColumnMap",
+    "FamilyField",
     "ImportResult",
     "TaskSource",
+    "compile_family_pattern",
     "discover_tasks",
+    "families_from_pattern",
+    "family_of",
     "import_files",
     "import_hf_dataset",
     "import_sources",

@@ -1,4 +1,4 @@
-"""The built-in synthetic task suite: the embedded default for the demo and the tests.
+"""The built-in synthetic task suites: the embedded default for the demo and the tests.
 
 Procedural text tasks grouped into skill families. Each family has an uneven number of
 training variants (1 to 5) that differ only in the instruction words (like the 2 to 10+
@@ -6,6 +6,12 @@ templates T0/FLAN ship per dataset) and in size, plus one held-out task (role ``
 instruction not seen in training. Within a family the input line and the answer format
 are identical, so a tiny model can transfer between variants; across families the
 inputs and answers differ (letters, digits, code words, numbers with options).
+
+The ``redundancy`` suite asks one question: can a redundancy-aware mixture beat uniform?
+8 skills appear under 1 to 10 near-identical templates (a seeded permutation of
+:data:`REDUNDANCY_COUNTS`, 33 training tasks), all training tasks have the same size (so
+size-proportional is uniform and only redundancy differs), and each skill has two
+held-out tasks with two wordings never used in training.
 
 Every prompt ends with ``"\\nAnswer:"`` and every response starts with a space (the
 GPT-2 convention: prompt + response is the training text). See docs/pool.md.
@@ -63,12 +69,32 @@ def _add(rng: random.Random) -> Payload:
     return Payload(f"{a} + {b}", str(a + b))
 
 
+# Three more skills for the redundancy suite, each with its own input alphabet so a tiny
+# model can tell the skills apart from the input as well as from the instruction.
+def _copy(rng: random.Random) -> Payload:
+    items = [rng.choice(LETTERS.upper()) for _ in range(rng.randint(3, 6))]
+    return Payload(" ".join(items), " ".join(items))
+
+
+def _count(rng: random.Random) -> Payload:
+    items = [rng.choice("#@%&*+") for _ in range(rng.randint(2, 9))]
+    return Payload(" ".join(items), str(len(items)))
+
+
+ANIMALS = ("ant", "bee", "cat", "dog", "elk", "fox", "gnu", "hen", "owl", "pig", "ram", "yak")
+
+
+def _initials(rng: random.Random) -> Payload:
+    words = [rng.choice(ANIMALS) for _ in range(rng.randint(2, 4))]
+    return Payload(" ".join(words), " ".join(w[0] for w in words))
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
     make: Callable[[random.Random], Payload]
     train_templates: tuple[str, ...]  # instruction lines, one training task each
-    heldout_template: str  # a new instruction for the held-out task
+    heldout_templates: tuple[str, ...]  # new instructions, one held-out task each
 
 
 FAMILIES: dict[str, Family] = {
@@ -77,26 +103,26 @@ FAMILIES: dict[str, Family] = {
         Family("reverse", _reverse,
                ("Reverse the list.", "Write the items backwards.", "Flip the order of the items.",
                 "List the items from last to first.", "Read the items back in reverse."),
-               "Give the items in the opposite order."),
+               ("Give the items in the opposite order.",)),
         Family("sort", _sort,
                ("Sort the digits.", "Put the digits in increasing order.",
                 "Arrange the digits from small to large.", "List the digits in ascending order.",
                 "Rewrite the digits sorted."),
-               "Order the digits from lowest to highest."),
+               ("Order the digits from lowest to highest.",)),
         Family("code", _code,
                ("Encode the words.", "Translate the words into code.",
                 "Apply the secret code to each word.", "Replace each word by its code.",
                 "Write the code for every word."),
-               "Convert each word to its code word."),
+               ("Convert each word to its code word.",)),
         Family("largest", _largest,
                ("Pick the largest number.", "Which option is the biggest?",
                 "Choose the maximum value.", "Name the highest number.",
                 "Find the biggest option."),
-               "Select the greatest of the options."),
+               ("Select the greatest of the options.",)),
         Family("add", _add,
                ("Add the numbers.", "Compute the sum.", "What is the total?",
                 "Sum the two numbers.", "Add them together."),
-               "Find the sum of the two numbers."),
+               ("Find the sum of the two numbers.",)),
     )
 }
 DEFAULT_FAMILIES: tuple[str, ...] = ("reverse", "sort", "code", "largest")
@@ -113,19 +139,88 @@ PROBE_SIZE = 32
 EVAL_SIZE = 64
 HELDOUT_EVAL_SIZE = 100
 
+# -- the redundancy suite ----------------------------------------------------------------
+# Near-identical wordings of one instruction per skill: small prefixes x final punctuation,
+# in a fixed order, so that experts transfer between them and a skill's templates are
+# redundant copies. A skill with k training templates uses the first k; the last two use a
+# prefix never seen in training and are the held-out ones.
+TRAIN_PREFIXES: tuple[str, ...] = ("", "Task: ", "Please ", "Now ", "Next, ")
+HELDOUT_PREFIX = "Then "
+ENDINGS: tuple[str, ...] = (".", ":")
+
+
+def near_identical(instruction: str) -> tuple[str, ...]:
+    """The 12 templates of one skill (10 for training, then 2 held out)."""
+    out = []
+    for prefix in (*TRAIN_PREFIXES, HELDOUT_PREFIX):
+        # After "Please"/"Now"/... the instruction continues the sentence: lower-case it.
+        head = instruction if prefix in ("", "Task: ") else instruction[0].lower() + instruction[1:]
+        out.extend(prefix + head + end for end in ENDINGS)
+    return tuple(out)
+
+
+def _skill(name: str, make: Callable[[random.Random], Payload], instruction: str) -> Family:
+    templates = near_identical(instruction)
+    return Family(name, make, templates[:-2], templates[-2:])
+
+
+REDUNDANCY_SKILLS: dict[str, Family] = {
+    f.name: f
+    for f in (
+        _skill("reverse", _reverse, "Reverse the list"),
+        _skill("sort", _sort, "Sort the digits"),
+        _skill("code", _code, "Encode the words"),
+        _skill("largest", _largest, "Pick the largest number"),
+        _skill("add", _add, "Add the numbers"),
+        _skill("copy", _copy, "Copy the letters"),
+        _skill("count", _count, "Count the symbols"),
+        _skill("initials", _initials, "Write the first letters"),
+    )
+}
+# Templates per skill: the multiset (1, 1, 2, 3, 4, 5, 7, 10), 33 in all, permuted over the
+# skills by the seed. Stored spread out because k skills take the first k counts, so a
+# subset of skills still mixes rare and heavily templated ones. Fixed; not tuned.
+REDUNDANCY_COUNTS: tuple[int, ...] = (10, 1, 4, 2, 7, 1, 5, 3)
+# One train size for every task: size-proportional mixing is then uniform, and the only
+# difference between tasks that a mixture can exploit is the redundancy.
+REDUNDANCY_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Suite:
+    families: dict[str, Family]
+    default_families: tuple[str, ...]
+    counts: tuple[int, ...]  # training templates per family, handed out by a seeded permutation
+    sizes: tuple[int, ...]  # train sizes, cycled from a per-family offset
+    tag: str  # task names: <family>_<tag><i>
+
+
+SUITES: dict[str, Suite] = {
+    "default": Suite(FAMILIES, DEFAULT_FAMILIES, VARIANT_COUNTS, VARIANT_SIZES, "v"),
+    "redundancy": Suite(REDUNDANCY_SKILLS, tuple(REDUNDANCY_SKILLS), REDUNDANCY_COUNTS,
+                        (REDUNDANCY_SIZE,), "t"),
+}
+
+
+def get_suite(suite: str) -> Suite:
+    if suite not in SUITES:
+        raise InputError(f"unknown synthetic suite {suite!r} (valid: {', '.join(SUITES)})")
+    return SUITES[suite]
+
 
 def variant_counts(families: Sequence[str], seed: int,
-                   counts: Sequence[int] | None = None) -> dict[str, int]:
+                   counts: Sequence[int] | None = None, *, suite: str = "default") -> dict[str, int]:
     """Training variants per family: ``counts`` in order, or the seeded default."""
+    s = get_suite(suite)
     if counts is not None:
         if len(counts) != len(families):
             raise InputError(f"variant counts: {len(counts)} given for {len(families)} families")
-        top = min(len(FAMILIES[f].train_templates) for f in families)
+        top = min(len(s.families[f].train_templates) for f in families)
         bad = [c for c in counts if not 1 <= int(c) <= top]
         if bad:
             raise InputError(f"variant counts must be between 1 and {top}, got {bad[0]}")
         return {f: int(c) for f, c in zip(families, counts, strict=True)}
-    base = [VARIANT_COUNTS[i % len(VARIANT_COUNTS)] for i in range(len(families))]
+    base = [s.counts[i % len(s.counts)] for i in range(len(families))]
     random.Random(f"taskpgm-synth/{seed}/variant-counts").shuffle(base)
     return dict(zip(families, base, strict=True))
 
@@ -155,37 +250,47 @@ def _examples(family: Family, template: str, n: int, rng: random.Random, task: s
 
 def synthetic_tasks(
     seed: int = 0,
-    families: Sequence[str] = DEFAULT_FAMILIES,
+    families: Sequence[str] | None = None,
     scale: float = 1.0,
     probe_size: int = PROBE_SIZE,
     eval_size: int = EVAL_SIZE,
     counts: Sequence[int] | None = None,
+    *,
+    suite: str = "default",
 ) -> list[TaskData]:
-    """The suite's tasks in memory (``scale`` shrinks or grows every train split)."""
-    unknown = [f for f in families if f not in FAMILIES]
+    """The suite's tasks in memory (``scale`` shrinks or grows every train split).
+
+    ``families``: default the suite's own (the default four, or all 8 redundancy skills).
+    """
+    s = get_suite(suite)
+    families = s.default_families if families is None else families
+    unknown = [f for f in families if f not in s.families]
     if unknown:
-        raise InputError(f"unknown synthetic family {unknown[0]!r} (known: {', '.join(FAMILIES)})")
+        raise InputError(f"unknown synthetic family {unknown[0]!r} for suite {suite!r} "
+                         f"(known: {', '.join(s.families)})")
     if scale <= 0:
         raise InputError(f"synthetic scale must be positive, got {scale}")
-    n_variants = variant_counts(families, seed, counts)
+    n_variants = variant_counts(families, seed, counts, suite=suite)
     tasks: list[TaskData] = []
     for fi, fname in enumerate(families):
-        fam = FAMILIES[fname]
-        sizes = VARIANT_SIZES[fi % len(VARIANT_SIZES):] + VARIANT_SIZES[: fi % len(VARIANT_SIZES)]
+        fam = s.families[fname]
+        sizes = s.sizes[fi % len(s.sizes):] + s.sizes[: fi % len(s.sizes)]
         for vi, template in enumerate(fam.train_templates[: n_variants[fname]]):
-            name = f"{fname}_v{vi + 1}"
+            name = f"{fname}_{s.tag}{vi + 1}"
             n_train = max(4, round(sizes[vi % len(sizes)] * scale))
             rng = random.Random(f"taskpgm-synth/{seed}/{name}")
             exs = _examples(fam, template, n_train + probe_size + eval_size, rng, name)
             splits = {"train": exs[:n_train], "probe": exs[n_train:n_train + probe_size],
                       "eval": exs[n_train + probe_size:]}
             tasks.append(TaskData(_info(name, fam, "train", template), splits))
-        name = f"{fname}_heldout"
-        rng = random.Random(f"taskpgm-synth/{seed}/{name}")
         n_eval = max(eval_size, HELDOUT_EVAL_SIZE) if eval_size == EVAL_SIZE else eval_size
-        exs = _examples(fam, fam.heldout_template, probe_size + n_eval, rng, name)
-        splits = {"probe": exs[:probe_size], "eval": exs[probe_size:]}
-        tasks.append(TaskData(_info(name, fam, "heldout", fam.heldout_template), splits))
+        for hi, template in enumerate(fam.heldout_templates):
+            # One held-out task keeps the plain name <family>_heldout (the default suite).
+            name = f"{fname}_heldout" + ("" if len(fam.heldout_templates) == 1 else str(hi + 1))
+            rng = random.Random(f"taskpgm-synth/{seed}/{name}")
+            exs = _examples(fam, template, probe_size + n_eval, rng, name)
+            splits = {"probe": exs[:probe_size], "eval": exs[probe_size:]}
+            tasks.append(TaskData(_info(name, fam, "heldout", template), splits))
     return tasks
 
 
@@ -203,18 +308,24 @@ def _info(name: str, fam: Family, role: str, template: str) -> TaskInfo:
 def build_synthetic_pool(
     out: str | Path,
     seed: int = 0,
-    families: Sequence[str] = DEFAULT_FAMILIES,
+    families: Sequence[str] | None = None,
     scale: float = 1.0,
     probe_size: int = PROBE_SIZE,
     eval_size: int = EVAL_SIZE,
     counts: Sequence[int] | None = None,
+    *,
+    suite: str = "default",
 ) -> Pool:
-    """Write the synthetic suite as a pool at ``out``; the same seed gives the same bytes.
+    """Write a synthetic suite as a pool at ``out``; the same seed gives the same bytes.
 
-    ``counts``: training variants per family (in ``families`` order); default: the uneven
-    :data:`VARIANT_COUNTS`, assigned to families by a permutation seeded with ``seed``.
+    ``suite``: ``"default"`` or ``"redundancy"``. ``counts``: training variants per family
+    (in ``families`` order); default: the suite's uneven counts (:data:`VARIANT_COUNTS`,
+    :data:`REDUNDANCY_COUNTS`), assigned to families by a permutation seeded with ``seed``.
     """
-    tasks = synthetic_tasks(seed, families, scale, probe_size, eval_size, counts)
-    meta = {"suite": "synthetic", "seed": seed, "families": list(families), "scale": scale,
-            "variants": variant_counts(families, seed, counts)}
+    families = get_suite(suite).default_families if families is None else families
+    tasks = synthetic_tasks(seed, families, scale, probe_size, eval_size, counts, suite=suite)
+    # The default suite has always been recorded as "synthetic": kept so its bytes stay put.
+    meta = {"suite": "synthetic", "seed": seed,
+            "families": list(families), "scale": scale,
+            "variants": variant_counts(families, seed, counts, suite=suite)}
     return write_pool(out, tasks, meta)

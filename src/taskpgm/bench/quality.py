@@ -19,9 +19,11 @@ import numpy as np
 
 from taskpgm.config import Config, StrategyConfig
 from taskpgm.io import atomic_write_bytes, atomic_write_json
+from taskpgm.mixture.record import Mixture
 from taskpgm.report.records import ModelEval
 
 REFERENCE = "uniform"
+REDUNDANCY_REFERENCE = "family-balanced"
 DIRICHLET_GROUP = "dirichlet (mean)"
 
 
@@ -48,6 +50,9 @@ class Row:
     diff_low: float | None  # 95% t-interval of the paired difference
     diff_high: float | None
     wins: int | None  # seeds where the strategy beat uniform
+    # Share of family-balanced's mean gain over uniform this strategy captures (loss only,
+    # and only where family-balanced does beat uniform: otherwise the share is undefined).
+    share_of_family_gain: float | None = None
 
 
 def t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -92,7 +97,30 @@ def summarise(per_seed: dict[int, dict[str, ModelEval]]) -> list[Row]:
             gain = (ref - v) if lower_better else (v - ref)
             wins = int((gain > 1e-9).sum())
             rows.append(Row(name, metric, vals, float(np.mean(v)), m, lo, hi, wins))
+    ref_gain = next((r.diff_mean for r in rows if r.metric == "loss_per_token"
+                     and r.strategy == REDUNDANCY_REFERENCE), None)
+    if ref_gain is not None and ref_gain < 0:
+        for r in rows:
+            if r.metric == "loss_per_token" and r.diff_mean is not None:
+                r.share_of_family_gain = r.diff_mean / ref_gain
     return rows
+
+
+def redundancy_check(rows: list[Row]) -> dict[str, Any]:
+    """Can this suite reward redundancy-awareness at all? Only if the mixture that uses
+    the known family structure beats uniform (paired interval below 0)."""
+    fb = next((r for r in rows if r.metric == "loss_per_token"
+               and r.strategy == REDUNDANCY_REFERENCE), None)
+    name = "family-balanced beats uniform (over seeds)"
+    if fb is None or fb.diff_mean is None:
+        return {"name": name, "ok": None, "detail": "no family-balanced strategy in this run"}
+    ok = bool(fb.diff_high is not None and fb.diff_high < 0)
+    detail = (f"family-balanced - uniform = {fb.diff_mean:+.4f} [{fb.diff_low:+.4f}, "
+              f"{fb.diff_high:+.4f}] nats/token")
+    if not ok:
+        detail += ("; this suite cannot show a redundancy-aware method beating uniform, "
+                   "whatever the method does")
+    return {"name": name, "ok": ok, "detail": detail}
 
 
 def plot(rows: list[Row], n_seeds: int) -> bytes:
@@ -121,6 +149,28 @@ def plot(rows: list[Row], n_seeds: int) -> bytes:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
+
+
+def group_mass_summary(out: Path, seeds: list[int], base: Config) -> dict[str, Any]:
+    """Per strategy: mean over seeds of the smallest family mass and of L1 to family-
+    balanced (does a strategy drop a family? does it follow the template counts?)."""
+    from taskpgm.tasks.pool import Pool
+
+    acc: dict[str, dict[str, list[float]]] = {}
+    for s in seeds:
+        root = out / f"seed{s}"
+        pool = Pool.load(root / "pool")
+        fam = {t.name: t.family or t.name for t in pool.train_tasks()}
+        for st in base.strategies:
+            m = Mixture.load(root / "mixtures" / f"{st.name}.json")
+            mass: dict[str, float] = {}
+            for t, w in zip(m.tasks, m.weights, strict=True):
+                mass[fam[t]] = mass.get(fam[t], 0.0) + float(w)
+            k = len(mass)
+            a = acc.setdefault(st.name, {"min_family_mass": [], "l1_to_family_balanced": []})
+            a["min_family_mass"].append(min(mass.values()))
+            a["l1_to_family_balanced"].append(sum(abs(v - 1.0 / k) for v in mass.values()))
+    return {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in acc.items()}
 
 
 def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int = 3,
@@ -152,6 +202,8 @@ def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int 
         "config": base.model_dump(mode="json"),
         "rows": [asdict(r) for r in rows],
         "checks": {str(k): v for k, v in checks.items()},
+        "redundancy_check": redundancy_check(rows),
+        "group_mass": group_mass_summary(out, seeds, base),
     }
     atomic_write_json(out / "quality.json", result)
     atomic_write_bytes(out / "quality.png", plot(rows, len(seeds)))

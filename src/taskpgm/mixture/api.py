@@ -497,6 +497,7 @@ def r_path(
     utilities=None,
     caps=None,
     floors=None,
+    noise=None,
     **params: Any,
 ) -> RPath:
     """Exact mixtures for each r = beta/lambda (lambda = 1), warm-starting each solve

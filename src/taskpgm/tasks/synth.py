@@ -325,7 +325,7 @@ def build_synthetic_pool(
     families = get_suite(suite).default_families if families is None else families
     tasks = synthetic_tasks(seed, families, scale, probe_size, eval_size, counts, suite=suite)
     # The default suite has always been recorded as "synthetic": kept so its bytes stay put.
-    meta = {"suite": "synthetic", "seed": seed,
+    meta = {"suite": "synthetic" if suite == "default" else suite, "seed": seed,
             "families": list(families), "scale": scale,
             "variants": variant_counts(families, seed, counts, suite=suite)}
     return write_pool(out, tasks, meta)

@@ -7,6 +7,7 @@ uniform and 95% t-intervals over seeds. Writes quality.json and quality.png unde
 --out and prints one JSON line. Resumable: re-running skips finished seeds/stages.
 
     python benchmarks/quality.py [--seeds 0 1 2] [--out bench-quality] [--bigbench]
+    python benchmarks/quality.py --redundancy --seeds 0 1 2 3 4   # the redundancy suite
 """
 
 from __future__ import annotations
@@ -77,18 +78,50 @@ def bigbench_overrides(base):
     return base
 
 
+def redundancy_overrides(base):
+    """The redundancy suite (8 skills under 1-10 near-identical templates, 2 unseen
+    templates per skill held out; equal task sizes, so size/temperature/UniMax mixtures
+    are uniform and are left out) on a briefly pre-trained base. Sized to run 5 seeds in
+    about half an hour on 2 CPU cores; every strategy trains on the same budget."""
+    from taskpgm.config import StrategyConfig
+
+    base.pool.suite = "redundancy"
+    # Proxies start from a base that has seen the training tasks (DESIGN.md): experts
+    # from random weights learn the prompt language and the skill at once.
+    base.model.tiny.pretrain_steps = 200
+    base.experts.steps = 60
+    base.train.steps = 150
+    base.train.batch_size = 64
+    base.sample.budget = 150 * 64  # each sampled example seen once: the budget binds
+    base.strategies = [
+        StrategyConfig(name="uniform", method="uniform"),
+        StrategyConfig(name="family-balanced", method="family-balanced"),
+        StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
+        StrategyConfig(name="mixmin", method="mixmin"),
+        StrategyConfig(name="taskpgm", method="taskpgm"),
+        StrategyConfig(name="taskpgm-reference", method="taskpgm",
+                       params={"kernel": "shift", "unary": "rowsum"}),
+        StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
+    ]
+    return base
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="bench-quality")
     ap.add_argument("--dirichlet", type=int, default=3, help="random mixtures per seed")
-    ap.add_argument("--bigbench", action="store_true", help="use the BIG-bench suite")
+    suite = ap.add_mutually_exclusive_group()
+    suite.add_argument("--bigbench", action="store_true", help="use the BIG-bench suite")
+    suite.add_argument("--redundancy", action="store_true", help="use the redundancy suite")
     ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated strategy names to keep (default: all of the suite's)")
     args = ap.parse_args(argv)
 
     from taskpgm.bench.quality import run_quality
     from taskpgm.config import apply_override, config_from_dict
-    from taskpgm.errors import TaskPGMError
+    from taskpgm.errors import ConfigError, TaskPGMError
     from taskpgm.pipeline.demo import demo_config
 
     console = Console(highlight=False, stderr=True)
@@ -98,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.bigbench:
             base = bigbench_overrides(base)
             out = f"{args.out}/bigbench"
+        elif args.redundancy:
+            base = redundancy_overrides(base)
+            out = f"{args.out}/redundancy"
+        if args.only:
+            keep = [n.strip() for n in args.only.split(",") if n.strip()]
+            unknown = sorted(set(keep) - {st.name for st in base.strategies})
+            if unknown:
+                raise ConfigError(f"--only: no strategy named {unknown[0]!r}")
+            base.strategies = [st for st in base.strategies if st.name in keep]
         data = base.model_dump(mode="json")
         for ov in args.set:
             data = apply_override(data, ov)
@@ -108,14 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = Table(title=f"Held-out tasks, paired vs uniform over seeds {args.seeds}")
-    for col in ("strategy", "metric", "mean", "diff vs uniform", "95% CI", "wins"):
+    for col in ("strategy", "metric", "mean", "diff vs uniform", "95% CI", "wins",
+                "share of FB gain", "min family mass", "L1 to FB"):
         table.add_column(col, justify="left" if col in ("strategy", "metric") else "right",
                          no_wrap=True)
     for r in result["rows"]:
         ci = "-" if r["diff_low"] is None else f"[{r['diff_low']:+.4f}, {r['diff_high']:+.4f}]"
         diff = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.4f}"
         wins = "-" if r["wins"] is None else f"{r['wins']}/{len(args.seeds)}"
-        table.add_row(r["strategy"], r["metric"], f"{r['mean']:.4f}", diff, ci, wins)
+        share = "-" if r["share_of_family_gain"] is None else f"{r['share_of_family_gain']:.2f}"
+        gm = result["group_mass"].get(r["strategy"]) if r["metric"] == "loss_per_token" else None
+        table.add_row(r["strategy"], r["metric"], f"{r['mean']:.4f}", diff, ci, wins, share,
+                      "-" if gm is None else f"{gm['min_family_mass']:.3f}",
+                      "-" if gm is None else f"{gm['l1_to_family_balanced']:.3f}")
     out_console = Console(highlight=False, width=max(Console().width, 110))
     out_console.print(table)
     # The informativeness checks (DESIGN.md) of every seed: without them the table above
@@ -123,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = Table(title="Is this benchmark informative? (checks per seed)")
     for col in ("seed", "check", "result", "detail"):
         checks.add_column(col, overflow="fold")
+    rc = result["redundancy_check"]
+    checks.add_row("all", rc["name"], {True: "PASS", False: "FAIL", None: "info"}[rc["ok"]],
+                   rc["detail"])
     for seed, items in result["checks"].items():
         for c in items:
             res = {True: "PASS", False: "FAIL", None: "info"}[c["ok"]]
@@ -130,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     out_console.print(checks)
     line = {"benchmark": "quality", "seeds": args.seeds, "seconds": round(time.perf_counter() - t0, 1),
             "out": str(out),
+            "redundancy_check": rc, "group_mass": result["group_mass"],
             "rows": [{k: r[k] for k in ("strategy", "metric", "mean", "diff_mean", "diff_low",
-                                        "diff_high", "wins")} for r in result["rows"]]}
+                                        "diff_high", "wins", "share_of_family_gain")}
+                     for r in result["rows"]]}
     print(json.dumps(line))
     return 0
 

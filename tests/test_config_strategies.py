@@ -1,34 +1,56 @@
-"""The default compared strategies: TaskPGM with the reference and the simplex shift."""
+"""The default compared strategies: the calibrated default beside the paper's reference."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from taskpgm.config import Config, default_strategies
-from taskpgm.mixture import solve
+from taskpgm.config import Config, StrategyConfig, config_from_dict, default_strategies
+from taskpgm.errors import ConfigError
+from taskpgm.mixture import STRATEGIES, solve
 
 
-def test_default_strategies_compare_simplex_shift_beside_the_reference():
+def test_default_strategies_keep_the_reference_beside_the_default():
     by_name = {s.name: s for s in default_strategies()}
-    ref, simp = by_name["taskpgm"], by_name["taskpgm-simplex"]
-    assert ref.method == simp.method == "taskpgm"
-    assert ref.params.get("kernel", Config().mixture.kernel) == "shift"  # reference default
-    assert simp.params == {"kernel": "simplex-shift", "unary": "rowsum"}
-    # No trade-off of its own: it uses mixture.r_rel like the reference strategy.
-    assert not {"r_rel", "beta", "lam"} & set(simp.params)
-    assert Config().mixture.kernel == "shift"
+    assert Config().mixture.kernel == "calibrated" and Config().mixture.unary == "auto"
+    assert by_name["taskpgm"].params == {}  # the mixture section's defaults
+    assert by_name["taskpgm-reference"].params == {"kernel": "shift", "unary": "rowsum"}
+    for name in ("family-balanced", "cluster-balanced", "mixmin"):
+        assert by_name[name].method == name
 
 
-def test_simplex_strategy_params_reach_the_solver_as_the_pipeline_passes_them():
+def test_config_methods_are_the_registry_plus_dirichlet():
+    literal = set(StrategyConfig.model_fields["method"].annotation.__args__)
+    assert literal == set(STRATEGIES) | {"dirichlet"}
+
+
+def test_reference_params_reach_the_solver_as_the_pipeline_passes_them():
     # As pipeline/stages.solve_strategy: the mixture section, then the strategy's params.
     cfg = Config()
     m = cfg.mixture
     opts = {"kernel": m.kernel, "unary": m.unary, "r_rel": m.r_rel, "beta": m.beta,
             "lam": m.lam, "budget_k": m.budget_k}
-    opts.update(cfg.strategy("taskpgm-simplex").params)
+    opts.update(cfg.strategy("taskpgm-reference").params)
     S = -np.abs(np.random.default_rng(0).normal(size=(6, 6)))
     S = S + S.T
     np.fill_diagonal(S, 0.0)
     mix = solve(S, method="taskpgm", **opts)
-    assert mix.params["kernel"] == "simplex-shift"
-    assert mix.diagnostics["kernel_info"]["kernel"] == "simplex-shift"
+    assert mix.params["kernel"] == "shift" and mix.params["unary"] == "rowsum"
+    assert mix.diagnostics["kernel_info"]["kernel"] == "shift"
+
+
+@pytest.mark.parametrize("strategy, needle", [
+    ({"name": "a", "method": "taskpgm", "params": {"kernal": "exp"}}, "kernal"),
+    ({"name": "a", "method": "temperature", "params": {"temprature": 2}}, "temprature"),
+    ({"name": "a", "method": "uniform", "params": {"temperature": 2}}, "temperature"),
+    ({"name": "a", "method": "given", "params": {}}, "weights"),
+    ({"name": "a", "method": "mixmin", "params": {"targets": 3}}, "targets"),
+])
+def test_strategy_params_are_checked_when_the_config_loads(strategy, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config_from_dict({"strategies": [strategy]})
+
+
+def test_family_pattern_must_compile():
+    with pytest.raises(ConfigError, match="family_pattern"):
+        config_from_dict({"pool": {"source": "import", "paths": ["x"], "family_pattern": "(a"}})

@@ -171,15 +171,16 @@ def test_affinity_matrix_record_and_top_level_alias():
     m = taskpgm.solve(aff)
     assert m.tasks == ["x", "y", "z"] and m.method == "taskpgm"
     assert set(STRATEGIES) == {"taskpgm", "taskpgm-paper", "uniform", "size", "temperature",
-                               "capped", "unimax"}
+                               "capped", "unimax", "given", "family-balanced",
+                               "cluster-balanced", "mixmin"}
 
 
 def test_r_path_matches_independent_solves_and_hits_uniform():
     n = 12
     S = random_affinity(n, 7)
     rs = [0.1 / n, 1.0 / n, 10.0 / n, 1.0]
-    path = r_path(S, rs=rs)
-    K = build_kernel(S).matrix
+    path = r_path(S, rs=rs, kernel="shift")  # auto utilities: the paper's rowsum
+    K = build_kernel(S, "shift").matrix
     for r, w, e in zip(rs, path.weights, path.energies, strict=True):
         fresh = solve_qp(K, r * K.sum(axis=1))
         assert e == pytest.approx(fresh.energy, rel=1e-10, abs=1e-12)

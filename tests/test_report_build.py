@@ -59,21 +59,23 @@ def test_report_builds_with_all_sections(tmp_path):
     path = PathData(r, np.tile(np.full(n, 1 / n), (7, 1)), aff.names)
     infl = [InfluenceRow(t, 1 / n, 0.1 * i, 0.01 * i) for i, t in enumerate(aff.names)]
     checks = [Check("experts beat base", True, "6/6"), Check("family structure", None, "n/a")]
+    families = {t: ("even" if i % 2 == 0 else "odd") for i, t in enumerate(aff.names)}
     out = build_report(tmp_path, ReportInputs(aff, mixtures, evals, base, checks, path, infl,
-                                              title="synthetic"))
+                                              title="synthetic", families=families))
     doc = out.read_text()
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
-    assert pngs == ["affinity_heatmap.png", "eval.png", "influence.png", "mixtures.png",
-                    "r_path.png"]
+    assert pngs == ["affinity_heatmap.png", "cluster_mass.png", "eval.png", "family_mass.png",
+                    "influence.png", "mixtures.png", "r_path.png"]
     # Every figure is embedded, and the embedded bytes are the PNG written beside it.
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', doc)
-    assert len(embedded) == 5
+    assert len(embedded) == 7
     on_disk = {(tmp_path / "report" / p).read_bytes() for p in pngs}
     assert {base64.b64decode(e) for e in embedded} == on_disk
     assert all(b.startswith(b"\x89PNG") for b in on_disk)
     # No external resources: the report is self-contained.
     assert "http://" not in doc and "https://" not in doc and "<script" not in doc
     assert "PASS" in doc and "n/a" in doc and "base model" in doc
+    assert "Mass per family" in doc and "Mass per cluster" in doc
     # The best strategy (lowest loss) is highlighted.
     assert re.search(r'<tr class="best"><td>uniform</td>', doc)
 

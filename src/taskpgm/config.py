@@ -134,9 +134,10 @@ class MixtureConfig(_Section):
         "distance, so only near-copies couple), shift (the paper's reference), "
         "simplex-shift, clip, exp, laplacian, none.",
     )
-    unary: Literal["balanced", "rowsum", "target", "given", "none"] = Field(
-        "balanced",
-        description="Unary utilities u: balanced (the default: u = n K q, q ~ 1/(K 1), each "
+    unary: Literal["auto", "balanced", "rowsum", "target", "given", "none"] = Field(
+        "auto",
+        description="Unary utilities u: auto (the default: balanced with the calibrated "
+        "kernel, rowsum with any other), balanced (u = n K q, q ~ 1/(K 1), each "
         "group of near-copies counted once), rowsum (u = K 1, the paper's reference), target "
         "(aim at mixture.targets), given (mixture.utilities file), none.",
     )

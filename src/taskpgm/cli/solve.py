@@ -40,8 +40,9 @@ def solve_command(
     sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
     ridge: Annotated[float | None, typer.Option(help="Ridge of the calibrated kernel "
                                                 "(default 0.1).")] = None,
-    unary: Annotated[str, typer.Option(help="balanced (default), rowsum (the paper's "
-                                       "reference), target, given, none")] = "balanced",
+    unary: Annotated[str, typer.Option(help="auto (default: balanced with the calibrated "
+                                       "kernel, rowsum with others), balanced, rowsum (the "
+                                       "paper's reference), target, given, none")] = "auto",
     targets: Annotated[str | None, typer.Option(help="Comma-separated target task names."
                                                 )] = None,
     utilities: Annotated[Path | None, typer.Option(help="Utilities file (unary 'given')."

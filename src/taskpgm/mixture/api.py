@@ -358,7 +358,7 @@ def make_inputs(
     *,
     names: Sequence[str] | None = None,
     kernel: str = "calibrated",
-    unary: str = "balanced",
+    unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
     beta: float | None = None,
@@ -373,6 +373,10 @@ def make_inputs(
 ) -> MixtureInputs:
     """Validate and align every input (raises InputError with one clear line)."""
     task_names, matrix = _resolve_names(affinity, names, sizes)
+    if unary == "auto":
+        # Each kernel with its natural utilities: balanced for the calibrated kernel (the
+        # default, D12), the paper's rowsum for every reference kernel.
+        unary = "balanced" if kernel == "calibrated" else "rowsum"
     n = len(task_names)
     if len(set(task_names)) != n:
         raise InputError("a task name appears twice")
@@ -415,7 +419,7 @@ def solve(
     names: Sequence[str] | None = None,
     method: str = "taskpgm",
     kernel: str = "calibrated",
-    unary: str = "balanced",
+    unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
     beta: float | None = None,
@@ -435,8 +439,9 @@ def solve(
     ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
     Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
     -> 0 = pure diversity) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT`` (0.5).
-    Defaults: the ``calibrated`` kernel and ``balanced`` utilities (docs/DECISIONS.md
-    D12); ``kernel="shift", unary="rowsum"`` is the paper's reference choice. ``noise``:
+    Defaults: the ``calibrated`` kernel and ``unary="auto"``, i.e. ``balanced`` utilities
+    with the calibrated kernel and the paper's ``rowsum`` with any other kernel
+    (docs/DECISIONS.md D12); ``kernel="shift"`` is the paper's reference choice. ``noise``:
     standard errors of the affinity entries (taken from an :class:`AffinityMatrix`'s
     bootstrap intervals when it has them).
     Extra ``params`` (each strategy lists its own in ``STRATEGIES[m].options``; any other
@@ -492,7 +497,7 @@ def r_path(
     rs: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
     kernel: str = "calibrated",
-    unary: str = "balanced",
+    unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
     caps=None,

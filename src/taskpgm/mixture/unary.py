@@ -7,7 +7,9 @@
   kernel affinity to what the user evaluates on is high.
 - ``given``: utilities from the user (a mapping name -> value, or an array).
 - ``none``: u = 0 (pure diversity: the minimum-"redundancy" mixture).
-- ``balanced`` (the default): u = n K q with q_j proportional to 1 / (K 1)_j, the
+- ``auto`` (the default of :func:`taskpgm.solve`): ``balanced`` with the calibrated
+  kernel, ``rowsum`` with any other (resolved before this function is called).
+- ``balanced``: u = n K q with q_j proportional to 1 / (K 1)_j, the
   inverse kernel density of task j. Like rowsum, u = n K q makes the unconstrained
   optimum r_rel * q + (1 - r_rel) * (pure diversity point), but q counts every region
   of task space once instead of once per near-copy: with k interchangeable templates of
@@ -26,7 +28,7 @@ import numpy as np
 
 from taskpgm.errors import InputError
 
-UNARIES = ("balanced", "rowsum", "target", "given", "none")
+UNARIES = ("auto", "balanced", "rowsum", "target", "given", "none")
 
 
 def unary_utilities(

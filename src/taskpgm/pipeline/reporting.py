@@ -98,41 +98,109 @@ def check_budget_binds(evals: dict[str, ModelEval], steps: int, batch: int, budg
                  "(informational: judge differences with the paired benchmark's intervals)")
 
 
+def _strategy_with_method(mixtures: dict[str, Mixture], evals: dict[str, ModelEval],
+                          method: str) -> str | None:
+    """The first evaluated strategy whose mixture was made by ``method`` (or, without a
+    mixture record, a strategy named like the method)."""
+    for name, m in mixtures.items():
+        if m.method == method and name in evals:
+            return name
+    if method in evals and method not in mixtures:
+        return method
+    return None
+
+
+def check_family_balanced_beats_uniform(evals: dict[str, ModelEval],
+                                        mixtures: dict[str, Mixture],
+                                        families: dict[str, str | None]) -> Check:
+    """Can this pool reward redundancy-awareness at all? Only if the mixture that uses the
+    known family structure beats uniform on held-out loss (one seed: a first look only)."""
+    name = "family-balanced beats uniform"
+    fb = _strategy_with_method(mixtures, evals, "family-balanced")
+    un = _strategy_with_method(mixtures, evals, "uniform")
+    if fb is None or un is None:
+        missing = " and ".join(m for m, s in (("family-balanced", fb), ("uniform", un))
+                               if s is None)
+        return Check(name, None, f"no evaluated {missing} strategy in this run")
+    ref = mixtures.get(fb) or mixtures.get(un)
+    tasks = list(ref.tasks) if ref is not None else list(families)
+    counts: dict[str, int] = {}
+    for t in tasks:
+        if families.get(t):
+            counts[families[t]] = counts.get(families[t], 0) + 1
+    if not any(c > 1 for c in counts.values()):
+        return Check(name, None, "the pool has no family with more than one task: "
+                                 "family-balanced is uniform")
+    lf, lu = evals[fb].mean("loss_per_token"), evals[un].mean("loss_per_token")
+    if lf is None or lu is None:
+        return Check(name, None, "no held-out loss for family-balanced or uniform")
+    ok = bool(lf < lu)
+    detail = (f"mean held-out loss/token: {fb} {lf:.4f} vs {un} {lu:.4f} "
+              f"(difference {lf - lu:+.4f}); one seed only: the paired benchmark decides")
+    if not ok:
+        detail += ("; where family-balanced does not beat uniform, this pool cannot show "
+                   "any redundancy-aware method winning")
+    return Check(name, ok, detail)
+
+
 def check_mixtures_move(mixtures: dict[str, Mixture], families: dict[str, str | None]
                         ) -> Check:
-    """How far each affinity-based mixture is from uniform, per task and per family.
+    """How far each non-uniform mixture is from uniform, per task and per family, and
+    the smallest family mass (a family with zero mass is named, and the check warns).
 
-    A TaskPGM mixture within a few hundredths of uniform cannot differ from it by more
-    than the sampling noise of the benchmark: say so beside the results.
+    A mixture within a few hundredths of uniform cannot differ from it by more than the
+    sampling noise of the benchmark: say so beside the results.
     """
-    name = "affinity-based mixtures move away from uniform"
+    from taskpgm.report.groups import ZERO, family_groups, has_family_labels, shorten
+
+    name = "mixtures move away from uniform (and keep every family)"
     parts = []
+    warn = False
     for sname, m in mixtures.items():
-        if m.method not in ("taskpgm", "taskpgm-paper"):
+        if m.method == "uniform":
             continue
         w = np.asarray(m.weights, dtype=np.float64)
         n = len(w)
-        fam_w: dict[str, float] = {}
-        fam_u: dict[str, float] = {}
-        for t, x in zip(m.tasks, w, strict=True):
-            f = families.get(t) or t
-            fam_w[f] = fam_w.get(f, 0.0) + float(x)
-            fam_u[f] = fam_u.get(f, 0.0) + 1.0 / n
         l1_task = float(np.abs(w - 1.0 / n).sum())
-        l1_fam = sum(abs(fam_w[f] - fam_u[f]) for f in fam_w)
-        parts.append(f"{sname}: L1 to uniform {l1_task:.3f} over tasks, {l1_fam:.3f} over "
-                     f"families (largest weight {w.max():.3f} vs 1/n = {1 / n:.3f})")
+        head = f"{sname}: L1 to uniform {l1_task:.3f} over tasks"
+        tail = f"(largest weight {w.max():.3f} vs 1/n = {1 / n:.3f})"
+        if not has_family_labels(m.tasks, families):
+            parts.append(f"{head} {tail}; no family labels")
+            continue
+        wd = m.as_dict()
+        groups = family_groups(m.tasks, families)
+        fam_w = [sum(wd[t] for t in g.members) for g in groups]
+        fam_u = [len(g.members) / n for g in groups]
+        l1_fam = sum(abs(a - b) for a, b in zip(fam_w, fam_u, strict=True))
+        i_min = int(np.argmin(fam_w))
+        zero = [g.label for g, x in zip(groups, fam_w, strict=True) if x <= ZERO]
+        part = (f"{head}, {l1_fam:.3f} over families {tail}; smallest family mass "
+                f"{fam_w[i_min]:.3f} ({groups[i_min].label})")
+        if zero:
+            warn = True
+            said = "; ".join(f"family {f} gets zero mass" for f in zero[:5])
+            if len(zero) > 5:
+                said += f" (and {len(zero) - 5} more: {shorten(zero[5:], 3)})"
+            # Named first: a family the strategy drops must not hide in the numbers.
+            part = f"{sname}: {said}; " + part[len(sname) + 2:]
+        parts.append(part)
     if not parts:
-        return Check(name, None, "no affinity-based strategy in this run")
-    return Check(name, None, "; ".join(parts))
+        return Check(name, None, "no affinity-based (or other non-uniform) strategy in this "
+                                 "run")
+    return Check(name, None, "; ".join(parts), warn=warn)
 
 
 # -- solver-derived views -----------------------------------------------------------------
 
 
 def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
-    """The options the main mixture was solved with (given utilities re-read from disk)."""
-    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma")
+    """The options the main mixture was solved with (given utilities re-read from disk).
+
+    The entries' noise (which the calibrated kernel reads) is not an option here: it comes
+    from the affinity's bootstrap intervals, as when the mixture was solved, because
+    :func:`compute_path` and :func:`compute_influence` pass the AffinityMatrix itself.
+    """
+    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma", "ridge")
     out = {k: mixture.params[k] for k in keep if k in mixture.params}
     if ctx.cfg.mixture.r_rel is not None:
         # Re-solve at the same r_rel (not the same beta): removing a task changes n, and
@@ -152,7 +220,11 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
 
 
 def compute_path(aff: AffinityMatrix, points: int, **opts: Any) -> PathData:
-    """TaskPGM's exact optimum over a log grid of r = beta/lambda through 1/n."""
+    """TaskPGM's exact optimum over a log grid of r = beta/lambda through 1/n.
+
+    ``aff`` is passed on as an AffinityMatrix, so the calibrated kernel gets the noise of
+    its bootstrap intervals, as the mixture did.
+    """
     from taskpgm.mixture import default_rs, r_path
 
     opts = {k: v for k, v in opts.items() if k not in ("beta", "lam", "r_rel")}
@@ -160,23 +232,41 @@ def compute_path(aff: AffinityMatrix, points: int, **opts: Any) -> PathData:
     return PathData(np.asarray(path.rs), np.asarray(path.weights), list(path.names))
 
 
+def reduced_affinity(aff: AffinityMatrix, keep: list[int]) -> AffinityMatrix:
+    """The affinity restricted to tasks ``keep``, intervals (hence noise) sliced alike."""
+    ix = np.ix_(keep, keep)
+    return AffinityMatrix([aff.names[j] for j in keep], np.asarray(aff.matrix)[ix], aff.kind,
+                          None if aff.lower is None else np.asarray(aff.lower)[ix],
+                          None if aff.upper is None else np.asarray(aff.upper)[ix],
+                          dict(aff.provenance))
+
+
 def compute_influence(aff: AffinityMatrix, mixture: Mixture, **opts: Any) -> list[InfluenceRow]:
-    """Leave-one-task-out: re-solve without each task; L1 move of the rest and energy change."""
+    """Leave-one-task-out: re-solve without each task; L1 move of the rest and energy change.
+
+    Each re-solve gets the reduced AffinityMatrix with its intervals sliced, so the
+    calibrated kernel sees the same per-entry noise as the full solve (an explicit
+    ``noise`` matrix in ``opts`` is sliced the same way).
+    """
     from taskpgm.mixture import solve
 
     full = mixture.as_dict()
     e_full = float(mixture.diagnostics.get("energy", np.nan))
     rows = []
+    opts = dict(opts)
     utilities = opts.pop("utilities", None)
+    noise = opts.pop("noise", None)
     for i, t in enumerate(aff.names):
         keep = [j for j in range(aff.n) if j != i]
         if len(keep) < 2:
             break
-        sub = AffinityMatrix([aff.names[j] for j in keep], aff.matrix[np.ix_(keep, keep)],
-                             aff.kind)
+        sub = reduced_affinity(aff, keep)
         kw = dict(opts)
         if utilities is not None:
             kw["utilities"] = np.asarray(utilities)[keep]
+        if noise is not None:
+            arr = np.asarray(noise, dtype=np.float64)
+            kw["noise"] = arr[np.ix_(keep, keep)] if arr.ndim == 2 else arr
         m = solve(sub, names=sub.names, method="taskpgm", **kw)
         rest = np.array([full[n] for n in sub.names])
         rest = rest / rest.sum() if rest.sum() > 0 else rest
@@ -200,12 +290,14 @@ def report_for_run(ctx) -> Path:
     base = ModelEval.load(paths.eval(BASE_EVAL)) if paths.eval(BASE_EVAL).is_file() else None
     table = ScoreTable.load(paths.scores)
     train = ctx.train_task_names()
+    families = {t.name: t.family for t in pool.tasks}
     checks = [
         check_experts_beat_base(table, train),
-        check_family_structure(aff, {t.name: t.family for t in pool.tasks}, seed=cfg.run.seed),
+        check_family_structure(aff, families, seed=cfg.run.seed),
         check_learnable(evals, base),
         check_budget_binds(evals, cfg.train.steps, cfg.train.batch_size, cfg.sample.budget),
-        check_mixtures_move(mixtures, {t.name: t.family for t in pool.tasks}),
+        check_family_balanced_beats_uniform(evals, mixtures, families),
+        check_mixtures_move(mixtures, families),
     ]
     opts = _solver_kwargs(ctx, main)
     path = compute_path(aff, cfg.report.path_points, **opts)
@@ -214,7 +306,8 @@ def report_for_run(ctx) -> Path:
               f"{len(pool.heldout_tasks())} held-out tasks. Budget {cfg.sample.budget} "
               f"examples, {cfg.train.steps} training steps per strategy, seed {cfg.run.seed}.")]
     inp = ReportInputs(aff, mixtures, evals, base, checks, path, infl,
-                       title="taskpgm run report", notes=notes)
+                       title="taskpgm run report", notes=notes,
+                       families={t: families.get(t) for t in train})
     out = build_report(paths.root, inp)
     from taskpgm.io import atomic_write_json
 

@@ -161,3 +161,38 @@ def eval_bars(names: Sequence[str], losses: Sequence[float | None], base_loss: f
     ax.set_ylabel("held-out loss / token")
     ax.set_title("Mean held-out loss per token (lower is better)")
     return _png(fig)
+
+
+def group_mass_bars(gm, top: int = 12) -> bytes:
+    """Stacked bars: one bar per strategy, one segment per group (the ``top`` groups by
+    largest mass under any strategy, the rest summed as "other", in grey)."""
+    from taskpgm.report.groups import shorten
+
+    plt = _plt()
+    labels, mass = gm.top(top)
+    by_label = {g.label: g for g in gm.groups}
+    legend = []
+    for lab in labels:
+        g = by_label.get(lab)
+        if gm.kind == "cluster" and g is not None:
+            lab = f"{lab}: {shorten(g.members, 2)}"
+        legend.append(lab if len(lab) <= 48 else lab[:45] + "...")
+    k = len(gm.strategies)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * k + 2.5), 4.2))
+    cmap = plt.get_cmap("tab20")
+    bottom = np.zeros(k)
+    has_other = len(labels) < len(gm.groups)
+    for i, lab in enumerate(legend):
+        other = has_other and i == len(legend) - 1
+        color = "lightgrey" if other else cmap(i % 20)
+        ax.bar(range(k), mass[i], bottom=bottom, color=color, edgecolor="white", lw=0.4,
+               label=lab)
+        bottom += mass[i]
+    ax.set_xticks(range(k), list(gm.strategies), rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, max(1.0, float(bottom.max()) if k else 1.0) * 1.02)
+    ax.set_ylabel(f"mass per {gm.kind}")
+    ax.set_title(f"Mixture mass per {gm.kind} ({len(gm.groups)} {gm.plural})")
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], names[::-1], fontsize=6, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _png(fig)

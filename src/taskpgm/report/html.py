@@ -11,6 +11,15 @@ from taskpgm.affinity.io import AffinityMatrix
 from taskpgm.io import atomic_write_bytes, atomic_write_text
 from taskpgm.mixture.record import Mixture
 from taskpgm.report import figures
+from taskpgm.report.groups import (
+    GroupMass,
+    affinity_noise,
+    cluster_groups,
+    family_groups,
+    group_mass,
+    has_family_labels,
+    shorten,
+)
 from taskpgm.report.records import Check, ModelEval
 
 
@@ -25,6 +34,10 @@ class ReportInputs:
     influence: list[figures.InfluenceRow] | None = None
     title: str = "taskpgm report"
     notes: list[str] = field(default_factory=list)
+    # Task -> family label (None: no label); the mass-per-family section needs it.
+    families: dict[str, str | None] | None = None
+    # Groups shown by name in the mass-per-group figures; the rest are summed as "other".
+    top_groups: int = 12
 
 
 _CSS = """
@@ -34,7 +47,15 @@ h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.na{color:#888}
+.badge{display:inline-block;min-width:3.2em;text-align:center;border-radius:3px;
+padding:0 .3em;font-size:.8rem;font-weight:700}
+.ok{color:#fff;background:#1a7f37}.bad{color:#fff;background:#cf222e}
+.warn{color:#000;background:#f0b400}.na{color:#555;background:#eee}
+.fail{border-left:4px solid #cf222e;background:#fff5f5}.warned{border-left:4px solid #f0b400}
+.banner{border:2px solid #cf222e;background:#fff5f5;padding:.5rem 1rem;font-weight:600}
+.checks li{padding:.2rem .4rem;margin:.2rem 0;list-style:none}
+td.zero{background:#ffebe9;color:#cf222e;font-weight:600}
+td.members{text-align:left;font-size:.75rem;color:#555}
 img{max-width:100%;height:auto;border:1px solid #eee}
 .best{background:#e6ffec}
 """
@@ -98,15 +119,99 @@ def _per_task_table(inp: ReportInputs) -> str:
     )
 
 
+def _badge(c: Check) -> tuple[str, str, str]:
+    """(badge class, badge text, row class) of a check."""
+    if c.ok is True:
+        return "ok", "PASS", ""
+    if c.ok is False:
+        return "bad", "FAIL", "fail"
+    if c.warn:
+        return "warn", "WARN", "warned"
+    return "na", "info", ""
+
+
 def _checks(inp: ReportInputs) -> str:
     if not inp.checks:
         return "<p class=na>No checks computed.</p>"
     items = []
     for c in inp.checks:
-        tag = {True: ("ok", "PASS"), False: ("bad", "FAIL"), None: ("na", "n/a")}[c.ok]
-        items.append(f'<li><span class="{tag[0]}">{tag[1]}</span> <b>{html.escape(c.name)}</b>: '
-                     f"{html.escape(c.detail)}</li>")
-    return "<ul>" + "".join(items) + "</ul>"
+        cls, text, row = _badge(c)
+        items.append(f'<li class="{row}"><span class="badge {cls}">{text}</span> '
+                     f"<b>{html.escape(c.name)}</b>: {html.escape(c.detail)}</li>")
+    return ('<p>PASS / FAIL: the check decides; info: a number to read beside the results; '
+            'WARN: an informational check whose detail needs attention.</p>'
+            '<ul class="checks">' + "".join(items) + "</ul>")
+
+
+def _banner(inp: ReportInputs) -> str:
+    failed = [c for c in inp.checks if c.ok is False]
+    warned = [c for c in inp.checks if c.ok is None and c.warn]
+    if not failed and not warned:
+        return ""
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} informativeness check{'s' if len(failed) > 1 else ''} "
+                     "FAIL: " + "; ".join(html.escape(c.name) for c in failed))
+    if warned:
+        parts.append("WARN: " + "; ".join(html.escape(c.name) for c in warned))
+    return (f'<p class="banner">{"<br>".join(parts)} '
+            '(see <a href="#checks">the checks</a>)</p>')
+
+
+def _group_table(gm: GroupMass) -> str:
+    """Rows = groups (by decreasing largest mass), columns = strategies."""
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in gm.strategies)
+    rows = []
+    for i, g in enumerate(gm.groups):
+        cells = []
+        for j in range(len(gm.strategies)):
+            m, a = gm.mass[i, j], gm.active[i, j]
+            zero = ' class="zero"' if m <= 1e-9 else ""
+            cells.append(f"<td{zero}>{m:.3f} <small>{a}/{len(g.members)}</small></td>")
+        full = ", ".join(g.members[:60]) + (" ..." if len(g.members) > 60 else "")
+        rows.append(f"<tr><td>{html.escape(g.label)}</td><td>{len(g.members)}</td>"
+                    f'<td class="members" title="{html.escape(full)}">'
+                    f"{html.escape(shorten(g.members))}</td>{''.join(cells)}</tr>")
+    total = "".join(f"<th>{v:.3f}</th>" for v in gm.mass.sum(axis=0))
+    table = (f"<table><tr><th>{gm.kind}</th><th>tasks</th><th>members</th>{head}</tr>"
+             f"{''.join(rows)}<tr><th>total</th><th>{sum(gm.sizes)}</th><th></th>{total}</tr>"
+             "</table>")
+    note = (f"<p>Each cell: total weight of the {gm.kind}, and (small) how many of its tasks "
+            "get a positive weight. A red cell: the strategy gives the whole "
+            f"{gm.kind} zero mass. Rows by decreasing largest mass.</p>")
+    if len(gm.groups) > 40:
+        return (f"{note}<details><summary>table ({len(gm.groups)} {gm.plural})</summary>"
+                f"{table}</details>")
+    return note + table
+
+
+def _group_views(inp: ReportInputs) -> list[tuple[str, GroupMass | None, str]]:
+    """(figure name, group masses, explanatory note) for families and clusters."""
+    if not inp.mixtures:
+        return []
+    tasks: list[str] = []
+    seen: set[str] = set()
+    for m in inp.mixtures.values():
+        for t in m.tasks:
+            if t not in seen:
+                seen.add(t)
+                tasks.append(t)
+    out = []
+    if inp.families is not None and has_family_labels(tasks, inp.families):
+        gm = group_mass(inp.mixtures, family_groups(tasks, inp.families), "family")
+        note = (f"{len(gm.groups)} families from the pool's labels (a task without one is "
+                "its own family).")
+        out.append(("family_mass", gm, note))
+    elif inp.families is not None:
+        out.append(("", None, "The pool has no family labels: no mass per family."))
+    noise = affinity_noise(inp.affinity)
+    gm = group_mass(inp.mixtures, cluster_groups(inp.affinity, tasks), "cluster")
+    how = ("per-entry noise from the affinity's bootstrap intervals" if noise is not None
+           else "no intervals, so the bandwidth is 5% of the median distance")
+    note = (f"{len(gm.groups)} clusters of redundant tasks found in the affinity "
+            f"(redundancy_clusters, {how}; the clusters of the cluster-balanced strategy).")
+    out.append(("cluster_mass", gm, note))
+    return out
 
 
 def _mixture_table(inp: ReportInputs, order: list[str]) -> str:
@@ -137,15 +242,20 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
             names, [inp.evals[n].mean("loss_per_token") for n in names],
             inp.base_eval.mean("loss_per_token") if inp.base_eval else None,
         )
+    views = _group_views(inp)
+    for fig_name, gm, _ in views:
+        if gm is not None:
+            pngs[fig_name] = figures.group_mass_bars(gm, inp.top_groups)
     for name, png in pngs.items():
         atomic_write_bytes(fig_dir / f"{name}.png", png)
 
     parts = [f"<h1>{html.escape(inp.title)}</h1>"]
     parts += [f"<p>{html.escape(n)}</p>" for n in inp.notes]
+    parts.append(_banner(inp))
     if inp.evals:
         parts += ["<h2>Results on held-out evaluation tasks</h2>", _summary_table(inp),
                   _img("eval", pngs["eval"])]
-    parts += ["<h2>Checks: is this experiment informative?</h2>", _checks(inp)]
+    parts += ['<h2 id="checks">Checks: is this experiment informative?</h2>', _checks(inp)]
     parts += ["<h2>Task affinity</h2>",
               (f"<p>{inp.affinity.n} tasks, metric <code>{html.escape(inp.affinity.kind)}</code>, "
                "rows and columns in average-linkage cluster order.</p>"),
@@ -154,6 +264,11 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
         parts += ["<h2>Mixtures</h2>", _img("mixtures", pngs["mixtures"]),
                   "<details><summary>weights table</summary>", _mixture_table(inp, order),
                   "</details>"]
+    for fig_name, gm, note in views:
+        kind = "family" if fig_name == "family_mass" or gm is None else "cluster"
+        parts += [f"<h2>Mass per {kind}</h2>", f"<p>{html.escape(note)}</p>"]
+        if gm is not None:
+            parts += [_img(fig_name.replace("_", " "), pngs[fig_name]), _group_table(gm)]
     if inp.path is not None:
         parts += ["<h2>r-path</h2>",
                   ("<p>TaskPGM's optimum as r = beta/lambda varies. With rowsum utilities only r "

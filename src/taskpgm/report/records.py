@@ -76,12 +76,15 @@ class ModelEval:
 class Check:
     """An informativeness check printed with every run (see DESIGN.md).
 
-    ``ok`` is None when the check could not be computed (e.g. no families in the pool).
+    ``ok`` is None when the check could not be computed (e.g. no families in the pool) or
+    is informational; ``warn`` marks an informational check whose detail needs reading
+    (e.g. a strategy gives a whole family zero mass).
     """
 
     name: str
     ok: bool | None
     detail: str
+    warn: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -150,8 +150,8 @@ def _banner(inp: ReportInputs) -> str:
         return ""
     parts = []
     if failed:
-        parts.append(f"{len(failed)} informativeness check{'s' if len(failed) > 1 else ''} "
-                     "FAIL: " + "; ".join(html.escape(c.name) for c in failed))
+        parts.append(f"FAIL ({len(failed)} of {len(inp.checks)} informativeness checks): "
+                     + "; ".join(html.escape(c.name) for c in failed))
     if warned:
         parts.append("WARN: " + "; ".join(html.escape(c.name) for c in warned))
     return (f'<p class="banner">{"<br>".join(parts)} '

@@ -99,8 +99,8 @@ def redundancy_overrides(base):
         StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
         StrategyConfig(name="mixmin", method="mixmin"),
         StrategyConfig(name="taskpgm", method="taskpgm"),
-        StrategyConfig(name="taskpgm-reference", method="taskpgm",
-                       params={"kernel": "shift", "unary": "rowsum"}),
+        StrategyConfig(name="taskpgm-calibrated", method="taskpgm",
+                       params={"kernel": "calibrated", "unary": "balanced"}),
         StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
     ]
     return base

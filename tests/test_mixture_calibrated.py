@@ -31,15 +31,15 @@ def family_mass(w, fam):
     return np.array([w[fam == f].sum() for f in range(fam.max() + 1)])
 
 
-def test_default_mixture_balances_families_where_the_reference_follows_template_counts():
+def test_calibrated_mixture_balances_families_where_the_reference_follows_templates():
     counts = [1, 1, 2, 3, 4, 5, 7, 10]
     S, fam = block_affinity(counts)
-    default = family_mass(solve(S).weights, fam)
-    reference = family_mass(solve(S, kernel="shift", unary="rowsum").weights, fam)
+    calibrated = family_mass(solve(S, kernel="calibrated").weights, fam)
+    reference = family_mass(solve(S).weights, fam)  # shift + rowsum, the paper's choice
     # family-balanced would give 1/8 each; uniform over tasks gives count/33.
-    assert np.abs(default - 1 / 8).max() < 0.03
+    assert np.abs(calibrated - 1 / 8).max() < 0.03
     assert reference[-1] > 2 * reference[0]  # the reference pays for templates
-    assert default.min() > 0.09  # no family is dropped
+    assert calibrated.min() > 0.09  # no family is dropped
 
 
 def test_positive_noise_inside_a_cluster_never_drops_it():
@@ -47,9 +47,9 @@ def test_positive_noise_inside_a_cluster_never_drops_it():
     # diagonal and remove the whole cluster; the calibrated kernel reads it as 0.
     S, fam = block_affinity([3, 3, 3], noise=0.0)
     S[0, 1] = S[1, 0] = 0.3
-    K = build_kernel(S).matrix
+    K = build_kernel(S, "calibrated").matrix
     assert np.all(K[~np.eye(len(K), dtype=bool)] <= np.diag(K).min() + 1e-12)
-    w = solve(S).weights
+    w = solve(S, kernel="calibrated").weights
     assert family_mass(w, fam).min() > 0.25
     assert np.all(w > 0)  # mass spread over every member
 
@@ -59,7 +59,7 @@ def test_close_but_distinct_skills_keep_their_mass():
     S, fam = block_affinity([2, 2, 2, 2], noise=0.0)
     S[np.ix_(fam == 0, fam == 1)] = -0.24
     S[np.ix_(fam == 1, fam == 0)] = -0.24
-    m = family_mass(solve(S).weights, fam)
+    m = family_mass(solve(S, kernel="calibrated").weights, fam)
     assert m[0] > 0.2 and m[1] > 0.2
 
 
@@ -68,7 +68,7 @@ def test_no_redundancy_gives_uniform():
     S = -rng.uniform(1.5, 3.0, (9, 9))
     S = 0.5 * (S + S.T)
     np.fill_diagonal(S, 0.0)
-    assert solve(S).weights == pytest.approx(np.full(9, 1 / 9), abs=1e-6)
+    assert solve(S, kernel="calibrated").weights == pytest.approx(np.full(9, 1 / 9), abs=1e-6)
 
 
 @settings(max_examples=40, deadline=None)
@@ -77,10 +77,10 @@ def test_calibrated_kernel_is_psd_and_solution_is_exact(n, seed, r_rel):
     rng = np.random.default_rng(seed)
     S = rng.normal(-1.0, 1.0, (n, n))
     np.fill_diagonal(S, 0.0)
-    K = build_kernel(S).matrix
+    K = build_kernel(S, "calibrated").matrix
     assert np.allclose(K, K.T)
     assert np.linalg.eigvalsh(K).min() >= -1e-10
-    m = solve(S, r_rel=r_rel)
+    m = solve(S, kernel="calibrated", r_rel=r_rel)
     assert m.weights.min() >= 0 and m.weights.sum() == pytest.approx(1.0)
     u = m.diagnostics  # recompute the KKT residual independently of the solver
     from taskpgm.mixture.unary import balanced_reference
@@ -92,22 +92,22 @@ def test_calibrated_kernel_is_psd_and_solution_is_exact(n, seed, r_rel):
 
 def test_balanced_utilities_at_r_rel_1_give_the_inverse_density_mixture():
     # Unconstrained optimum p = r_rel q + (1 - r_rel) p_div: at r_rel = 1 exactly q.
-    S, fam = block_affinity([1, 2, 4], noise=0.0)
-    K = build_kernel(S).matrix
+    S, _ = block_affinity([1, 2, 4], noise=0.0)
+    K = build_kernel(S, "calibrated").matrix
     q = 1.0 / K.sum(axis=1)
     q /= q.sum()
-    assert solve(S, r_rel=1.0).weights == pytest.approx(q, abs=1e-9)
+    assert solve(S, kernel="calibrated", r_rel=1.0).weights == pytest.approx(q, abs=1e-9)
 
 
 def test_noise_widens_what_counts_as_redundant():
-    S, fam = block_affinity([2, 2], noise=0.0, across=-2.0)
+    S, _ = block_affinity([2, 2], noise=0.0, across=-2.0)
     S[0, 1] = S[1, 0] = -0.5  # a family whose templates differ by 0.5
     assert len(set(redundancy_clusters(S))) == 3  # 0.5 >> 5% of the median distance
     assert len(set(redundancy_clusters(S, noise=0.3))) == 2  # within 2 standard errors
 
 
 def test_noise_is_read_from_bootstrap_intervals():
-    S, fam = block_affinity([2, 2], noise=0.0)
+    S, _ = block_affinity([2, 2], noise=0.0)
     S[0, 1] = S[1, 0] = -0.5
     half = np.full(S.shape, 0.3 * 1.959964)
     aff = AffinityMatrix([f"t{i}" for i in range(4)], S, "pmi", S - half, S + half,
@@ -155,3 +155,5 @@ def test_misspelt_or_misplaced_options_are_refused():
         solve(S, method="uniform", temperature=3.0)
     with pytest.raises(InputError, match="calibrated"):
         solve(S, kernel="shift", ridge=0.5)
+    with pytest.raises(InputError, match="positive row sums"):
+        solve(S, kernel="shift", unary="balanced")

@@ -126,18 +126,18 @@ class AffinityConfig(_Section):
 
 
 class MixtureConfig(_Section):
-    kernel: Literal["calibrated", "shift", "simplex-shift", "clip", "exp", "laplacian",
+    kernel: Literal["shift", "calibrated", "simplex-shift", "clip", "exp", "laplacian",
                     "none"] = Field(
-        "calibrated",
-        description="How the affinity becomes a PSD kernel K: calibrated (the default: "
-        "exp(-t^2/2), t = distance in units of the entry's noise or 5% of the median "
-        "distance, so only near-copies couple), shift (the paper's reference), "
+        "shift",
+        description="How the affinity becomes a PSD kernel K: shift (the paper's reference, "
+        "the default), calibrated (exp(-t^2/2), t = distance in units of the entry's noise "
+        "or 5% of the median distance, so only near-copies couple; docs/DECISIONS.md D12), "
         "simplex-shift, clip, exp, laplacian, none.",
     )
     unary: Literal["auto", "balanced", "rowsum", "target", "given", "none"] = Field(
         "auto",
-        description="Unary utilities u: auto (the default: balanced with the calibrated "
-        "kernel, rowsum with any other), balanced (u = n K q, q ~ 1/(K 1), each "
+        description="Unary utilities u: auto (the default: rowsum with the reference "
+        "kernels, balanced with the calibrated kernel), balanced (u = n K q, q ~ 1/(K 1), each "
         "group of near-copies counted once), rowsum (u = K 1, the paper's reference), target "
         "(aim at mixture.targets), given (mixture.utilities file), none.",
     )
@@ -276,8 +276,8 @@ def default_strategies() -> list[StrategyConfig]:
         StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
         StrategyConfig(name="mixmin", method="mixmin"),
         StrategyConfig(name="taskpgm", method="taskpgm"),
-        StrategyConfig(name="taskpgm-reference", method="taskpgm",
-                       params={"kernel": "shift", "unary": "rowsum"}),
+        StrategyConfig(name="taskpgm-calibrated", method="taskpgm",
+                       params={"kernel": "calibrated", "unary": "balanced"}),
         StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
     ]
 

@@ -32,17 +32,17 @@ def solve_command(
     method: Annotated[str, typer.Option(help="taskpgm, taskpgm-paper, uniform, size, "
                                         "temperature, capped, unimax, given, family-balanced, "
                                         "cluster-balanced, mixmin")] = "taskpgm",
-    kernel: Annotated[str, typer.Option(help="calibrated (default: couples only tasks within "
-                                        "noise of each other), shift (the paper's reference), "
+    kernel: Annotated[str, typer.Option(help="shift (the paper's reference), calibrated "
+                                        "(couples only tasks within noise of each other), "
                                         "simplex-shift, clip, exp, laplacian, none")
-                      ] = "calibrated",
+                      ] = "shift",
     kernel_floor: Annotated[float | None, typer.Option(help="Kernel eigenvalue floor.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
     ridge: Annotated[float | None, typer.Option(help="Ridge of the calibrated kernel "
                                                 "(default 0.1).")] = None,
-    unary: Annotated[str, typer.Option(help="auto (default: balanced with the calibrated "
-                                       "kernel, rowsum with others), balanced, rowsum (the "
-                                       "paper's reference), target, given, none")] = "auto",
+    unary: Annotated[str, typer.Option(help="auto (default: rowsum, or balanced with "
+                                       "--kernel calibrated), balanced, rowsum (the paper's "
+                                       "reference), target, given, none")] = "auto",
     targets: Annotated[str | None, typer.Option(help="Comma-separated target task names."
                                                 )] = None,
     utilities: Annotated[Path | None, typer.Option(help="Utilities file (unary 'given')."

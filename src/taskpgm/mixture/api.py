@@ -36,8 +36,8 @@ class MixtureInputs:
     names: list[str]
     affinity: np.ndarray | None
     sizes: np.ndarray | None
-    kernel: str = "calibrated"
-    unary: str = "balanced"
+    kernel: str = "shift"
+    unary: str = "rowsum"
     targets: list[str] | None = None
     utilities: Any = None
     beta: float = 1.0
@@ -357,7 +357,7 @@ def make_inputs(
     affinity=None,
     *,
     names: Sequence[str] | None = None,
-    kernel: str = "calibrated",
+    kernel: str = "shift",
     unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
@@ -418,7 +418,7 @@ def solve(
     *,
     names: Sequence[str] | None = None,
     method: str = "taskpgm",
-    kernel: str = "calibrated",
+    kernel: str = "shift",
     unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
@@ -439,9 +439,10 @@ def solve(
     ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
     Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
     -> 0 = pure diversity) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT`` (0.5).
-    Defaults: the ``calibrated`` kernel and ``unary="auto"``, i.e. ``balanced`` utilities
-    with the calibrated kernel and the paper's ``rowsum`` with any other kernel
-    (docs/DECISIONS.md D12); ``kernel="shift"`` is the paper's reference choice. ``noise``:
+    Defaults: the paper's reference ``shift`` kernel and ``unary="auto"``, i.e. rowsum
+    with every reference kernel and ``balanced`` utilities with ``kernel="calibrated"``
+    (the redundancy-aware candidate; docs/DECISIONS.md D12-D13 say why it is not yet
+    the default). ``noise``:
     standard errors of the affinity entries (taken from an :class:`AffinityMatrix`'s
     bootstrap intervals when it has them).
     Extra ``params`` (each strategy lists its own in ``STRATEGIES[m].options``; any other
@@ -496,7 +497,7 @@ def r_path(
     *,
     rs: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
-    kernel: str = "calibrated",
+    kernel: str = "shift",
     unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,

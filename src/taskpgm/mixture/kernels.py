@@ -22,7 +22,7 @@ repairs that:
 - ``laplacian``: D - W + floor I with W = exp(S / sigma) off the diagonal, D = diag(W 1).
   PSD by construction (a graph Laplacian), so the floor makes it positive definite.
 - ``none``: S as given; refused when it is not symmetric PSD.
-- ``calibrated`` (the default): W = exp(-t^2 / 2) with t the distance between two tasks
+- ``calibrated`` (redundancy-aware; docs/DECISIONS.md D12): W = exp(-t^2 / 2) with t the distance between two tasks
   in units of what makes them distinguishable (their entry's noise, or 5% of the pool's
   median distance; :mod:`taskpgm.affinity.redundancy`), clipped to PSD, plus
   ``ridge`` I (default 0.1). Near-copies get W ~ 1 = the diagonal (never above it: a
@@ -46,7 +46,7 @@ import numpy as np
 
 from taskpgm.errors import InputError
 
-KERNELS = ("calibrated", "shift", "simplex-shift", "clip", "exp", "laplacian", "none")
+KERNELS = ("shift", "calibrated", "simplex-shift", "clip", "exp", "laplacian", "none")
 CALIBRATED_RIDGE = 0.1
 _SYM_TOL = 1e-9
 _PSD_TOL = 1e-10
@@ -160,7 +160,7 @@ def _sigma(S: np.ndarray) -> float:
 
 
 def build_kernel(
-    S: np.ndarray, kind: str = "calibrated", *, floor: float | None = None,
+    S: np.ndarray, kind: str = "shift", *, floor: float | None = None,
     sigma: float | None = None, noise=None, ridge: float | None = None,
 ) -> Kernel:
     """Return the PSD kernel of the given kind for affinity S (see module docstring).

@@ -140,41 +140,44 @@ EVAL_SIZE = 64
 HELDOUT_EVAL_SIZE = 100
 
 # -- the redundancy suite ----------------------------------------------------------------
-# Near-identical wordings of one instruction per skill: small prefixes x final punctuation,
-# in a fixed order, so that experts transfer between them and a skill's templates are
-# redundant copies. A skill with k training templates uses the first k; the last two use a
-# prefix never seen in training and are the held-out ones.
-TRAIN_PREFIXES: tuple[str, ...] = ("", "Task: ", "Please ", "Now ", "Next, ")
-HELDOUT_PREFIX = "Then "
+# Near-identical wordings of one instruction per skill: a short prefix x final punctuation
+# (12 in all), so that experts transfer between them and a skill's templates are redundant
+# copies. Skill i lists them in an order rotated by i prefixes: a skill with k training
+# templates uses the first k, and its two held-out tasks use the last two (the prefix
+# i + 5, with both endings), which that skill never trains on. Every prefix still occurs
+# in training (skill i always trains on prefix i, and there are 8 skills for 6 prefixes),
+# and the instruction keeps its capital, so a held-out prompt holds no word the models
+# never saw: a word seen only at evaluation would keep its random embedding and turn
+# held-out loss into noise (seen in development: an unseen "Then" prefix made fine-tuning
+# on any mixture worse than the base model on held-out loss).
+PREFIXES: tuple[str, ...] = ("", "Task: ", "Now: ", "Next: ", "Step: ", "Q: ")
 ENDINGS: tuple[str, ...] = (".", ":")
 
 
-def near_identical(instruction: str) -> tuple[str, ...]:
-    """The 12 templates of one skill (10 for training, then 2 held out)."""
-    out = []
-    for prefix in (*TRAIN_PREFIXES, HELDOUT_PREFIX):
-        # After "Please"/"Now"/... the instruction continues the sentence: lower-case it.
-        head = instruction if prefix in ("", "Task: ") else instruction[0].lower() + instruction[1:]
-        out.extend(prefix + head + end for end in ENDINGS)
-    return tuple(out)
+def near_identical(instruction: str, rotation: int = 0) -> tuple[str, ...]:
+    """The 12 templates of one skill in its rotated order (10 for training, 2 held out)."""
+    combos = [p + instruction + e for p in PREFIXES for e in ENDINGS]
+    shift = (2 * rotation) % len(combos)
+    return tuple(combos[shift:] + combos[:shift])
 
 
-def _skill(name: str, make: Callable[[random.Random], Payload], instruction: str) -> Family:
-    templates = near_identical(instruction)
+def _skill(index: int, name: str, make: Callable[[random.Random], Payload],
+           instruction: str) -> Family:
+    templates = near_identical(instruction, index)
     return Family(name, make, templates[:-2], templates[-2:])
 
 
 REDUNDANCY_SKILLS: dict[str, Family] = {
     f.name: f
     for f in (
-        _skill("reverse", _reverse, "Reverse the list"),
-        _skill("sort", _sort, "Sort the digits"),
-        _skill("code", _code, "Encode the words"),
-        _skill("largest", _largest, "Pick the largest number"),
-        _skill("add", _add, "Add the numbers"),
-        _skill("copy", _copy, "Copy the letters"),
-        _skill("count", _count, "Count the symbols"),
-        _skill("initials", _initials, "Write the first letters"),
+        _skill(0, "reverse", _reverse, "Reverse the list"),
+        _skill(1, "sort", _sort, "Sort the digits"),
+        _skill(2, "code", _code, "Encode the words"),
+        _skill(3, "largest", _largest, "Pick the largest number"),
+        _skill(4, "add", _add, "Add the numbers"),
+        _skill(5, "copy", _copy, "Copy the letters"),
+        _skill(6, "count", _count, "Count the symbols"),
+        _skill(7, "initials", _initials, "Write the first letters"),
     )
 }
 # Templates per skill: the multiset (1, 1, 2, 3, 4, 5, 7, 10), 33 in all, permuted over the

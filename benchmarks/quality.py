@@ -95,6 +95,8 @@ def redundancy_overrides(base):
     base.sample.budget = 150 * 64  # each sampled example seen once: the budget binds
     base.strategies = [
         StrategyConfig(name="uniform", method="uniform"),
+        # The noise floor: uniform again, drawn and trained with other seeds.
+        StrategyConfig(name="uniform-resampled", method="uniform", params={"replicate": 1}),
         StrategyConfig(name="family-balanced", method="family-balanced"),
         StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
         StrategyConfig(name="mixmin", method="mixmin"),

@@ -56,3 +56,18 @@ def test_strategy_params_are_checked_when_the_config_loads(strategy, needle):
 def test_family_pattern_must_compile():
     with pytest.raises(ConfigError, match="family_pattern"):
         config_from_dict({"pool": {"source": "import", "paths": ["x"], "family_pattern": "(a"}})
+
+
+def test_replicate_changes_the_sampling_seed_only():
+    from taskpgm.pipeline.stages import PipelineContext, replicate_seed
+
+    cfg = config_from_dict({"run": {"seed": 7}, "strategies": [
+        {"name": "u", "method": "uniform"},
+        {"name": "u1", "method": "uniform", "params": {"replicate": 1}},
+        {"name": "u2", "method": "uniform", "params": {"replicate": 2}}]})
+    ctx = PipelineContext(cfg)
+    seeds = [replicate_seed(ctx, n) for n in ("u", "u1", "u2")]
+    assert seeds[0] == 7 and len(set(seeds)) == 3
+    with pytest.raises(ConfigError, match="replicate"):
+        config_from_dict({"strategies": [{"name": "u", "method": "uniform",
+                                          "params": {"replicate": -1}}]})

@@ -239,7 +239,12 @@ def _check_strategy_params(st: StrategyConfig, index: int) -> None:
     """A misspelt option fails at load time, naming the strategy, not after hours of work."""
     from taskpgm.mixture.api import STRATEGIES
 
-    allowed = set(_PIPELINE_PARAMS.get(st.method, ()))
+    # Every strategy may be replicated: same mixture, other sampling/training seeds.
+    allowed = set(_PIPELINE_PARAMS.get(st.method, ())) | {"replicate"}
+    rep = st.params.get("replicate", 0)
+    if isinstance(rep, bool) or not isinstance(rep, int) or rep < 0:
+        raise ValueError(f"strategies[{index}] ({st.name}): replicate must be an integer "
+                         ">= 0 (0 = the run's own seed)")
     if st.method in STRATEGIES:
         allowed |= set(STRATEGIES[st.method].options)
     if st.method in ("taskpgm", "taskpgm-paper"):
@@ -269,6 +274,8 @@ def default_strategies() -> list[StrategyConfig]:
     """The strategies the demo and the quality benchmark compare on one budget."""
     return [
         StrategyConfig(name="uniform", method="uniform"),
+        # The noise floor: the uniform mixture drawn and trained with other seeds.
+        StrategyConfig(name="uniform-resampled", method="uniform", params={"replicate": 1}),
         StrategyConfig(name="size", method="size"),
         StrategyConfig(name="temperature", method="temperature", params={"temperature": 2.0}),
         StrategyConfig(name="unimax", method="unimax", params={"max_epochs": 4}),
@@ -428,7 +435,9 @@ def annotated_yaml(cfg: Config | None = None) -> str:
             lines.append("# Each: name, method (taskpgm, taskpgm-paper, uniform, size, "
                          "temperature, capped, unimax, given, family-balanced,")
             lines.append("# cluster-balanced, mixmin, dirichlet), params. given: "
-                         "params {weights: FILE}; mixmin: params {targets: heldout | [names]}.")
+                         "params {weights: FILE}; mixmin: params {targets: heldout | [names]};")
+            lines.append("# any method: params {replicate: k} draws and trains the same mixture "
+                         "with other seeds (a noise floor).")
             lines.append(_yaml_block({name: [s.model_dump(mode="json") for s in value]}, 0))
             lines.append("")
             continue

@@ -283,6 +283,10 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
     pool = ctx.pool()
     train = ctx.train_task_names()
     sizes = np.array([pool.task(t).count("train") for t in train], dtype=np.float64)
+    # ``replicate`` changes only how the mixture's data is drawn and trained on (the noise
+    # floor: the same mixture with other sampling and training seeds), not the mixture.
+    strategy = strategy.model_copy(update={"params": {k: v for k, v in strategy.params.items()
+                                                      if k != "replicate"}})
     if strategy.method == "dirichlet":
         # A random reference mixture: draw k of seed s is reproducible and independent.
         alpha = float(strategy.params.get("alpha", 1.0))
@@ -349,12 +353,21 @@ def stage_strategy_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> No
     solve_strategy(ctx, strategy).save(ctx.paths.strategy_mixture(strategy.name))
 
 
+def replicate_seed(ctx: PipelineContext, name: str) -> int:
+    """The sampling/training seed of a strategy: the run seed, or for a ``replicate: k``
+    strategy (k >= 1) a seed derived from both, distinct for every k."""
+    k = int(ctx.cfg.strategy(name).params.get("replicate", 0))
+    if k == 0:
+        return ctx.cfg.run.seed
+    return int(np.random.SeedSequence([ctx.cfg.run.seed, k]).generate_state(1)[0])
+
+
 def stage_data(ctx: PipelineContext, name: str) -> None:
     from taskpgm.sample import materialise
 
     s = ctx.cfg.sample
     mix = Mixture.load(ctx.paths.strategy_mixture(name))
-    materialise(ctx.pool(), mix, s.budget, ctx.paths.data(name), seed=ctx.cfg.run.seed,
+    materialise(ctx.pool(), mix, s.budget, ctx.paths.data(name), seed=replicate_seed(ctx, name),
                 allocation=s.allocation, max_epochs=s.max_epochs)
 
 
@@ -363,7 +376,7 @@ def stage_train(ctx: PipelineContext, name: str) -> None:
 
     t = ctx.cfg.train
     train_model(ctx.base_dir, ctx.paths.data(name), ctx.paths.model(name), steps=t.steps,
-                batch_size=t.batch_size, lr=t.lr, seed=ctx.cfg.run.seed, lora=t.lora,
+                batch_size=t.batch_size, lr=t.lr, seed=replicate_seed(ctx, name), lora=t.lora,
                 progress=ctx.progress, description=f"train {name}")
 
 

@@ -24,8 +24,10 @@ test: setup
 bench: setup
 	$(PY) benchmarks/solver.py
 
+# Options pass through, e.g. make bench-quality QUALITY="--redundancy --seeds 0 1 2 3 4"
+QUALITY ?=
 bench-quality: setup
-	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/quality.py $(QUALITY)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -100,11 +100,15 @@ def synth_cmd(
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
     families: Annotated[list[str] | None, typer.Option("--family", help="Skill families to include.")] = None,
     scale: Annotated[float, typer.Option(help="Multiply every training split's size.")] = 1.0,
+    suite: Annotated[str, typer.Option(help="default (4 families, 1-5 templates) or "
+                                       "redundancy (8 skills, 1-10 near-identical "
+                                       "templates, 2 held out per skill).")] = "default",
 ) -> None:
-    """Write the built-in synthetic suite (skill families x template variants)."""
-    from taskpgm.tasks.synth import DEFAULT_FAMILIES, build_synthetic_pool
+    """Write a built-in synthetic suite (skill families x template variants)."""
+    from taskpgm.tasks.synth import build_synthetic_pool
 
-    pool = build_synthetic_pool(out, seed=seed, families=families or DEFAULT_FAMILIES, scale=scale)
+    pool = build_synthetic_pool(out, seed=seed, families=families or None, scale=scale,
+                                suite=suite)
     _report(out, len(pool.names))
 
 

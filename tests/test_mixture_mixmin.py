@@ -170,6 +170,9 @@ def test_single_expert():
 @settings(max_examples=30, deadline=None)
 @given(instances(), st.floats(-1000, 1000), st.integers(0, 10**6))
 def test_shifting_one_example_changes_nothing_but_the_loss(inst, c, which):
+    # Exact invariance: the gradient, hence the certificate, of any w is unchanged. The
+    # solver returns *a* point with gap <= tol (not bit-identical weights across runs on
+    # flat problems), so the shifted run's weights must be certified for the original.
     A, q = inst
     x = which % A.shape[1]
     B = A.copy()
@@ -177,8 +180,20 @@ def test_shifting_one_example_changes_nothing_but_the_loss(inst, c, which):
     r1 = mixmin_weights(A, example_weights=q)
     r2 = mixmin_weights(B, example_weights=q)
     qn = np.full(A.shape[1], 1.0 / A.shape[1]) if q is None else q / q.sum()
-    np.testing.assert_allclose(r2.weights, r1.weights, atol=1e-9)
-    assert r2.loss == pytest.approx(r1.loss - qn[x] * c, abs=1e-9)
+    assert r2.converged
+    assert certificate(A, r2.weights, q) == pytest.approx(r2.gap, abs=1e-12)
+    assert float(loss(A, r2.weights, q)[0]) == pytest.approx(r2.loss + qn[x] * c, abs=1e-9)
+    assert r2.loss == pytest.approx(r1.loss - qn[x] * c, abs=r1.gap + r2.gap + 1e-9)
+
+
+def test_shifting_examples_keeps_the_argmin_of_a_well_conditioned_problem():
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(6, 400))  # independent experts: a strongly convex L
+    shifts = rng.uniform(-1000, 1000, size=400)
+    r1 = mixmin_weights(A, tol=1e-12)
+    r2 = mixmin_weights(A + shifts, tol=1e-12)
+    np.testing.assert_allclose(r2.weights, r1.weights, atol=1e-6)
+    assert r2.loss == pytest.approx(r1.loss - shifts.mean(), abs=1e-9)
 
 
 def test_zero_weight_examples_are_ignored():

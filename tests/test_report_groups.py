@@ -230,7 +230,7 @@ def _noisy_affinity() -> AffinityMatrix:
 
 def test_influence_resolves_with_the_sliced_noise():
     aff = _noisy_affinity()
-    main = solve(aff)  # the calibrated kernel, noise from the intervals
+    main = solve(aff, kernel="calibrated")  # noise from the intervals
     opts = {k: main.params[k] for k in ("kernel", "unary", "r_rel", "ridge")
             if k in main.params}
     rows = compute_influence(aff, main, **opts)
@@ -252,13 +252,13 @@ def test_influence_resolves_with_the_sliced_noise():
 
 def test_path_uses_the_affinity_noise():
     aff = _noisy_affinity()
-    p = compute_path(aff, 7)
+    p = compute_path(aff, 7, kernel="calibrated")
     noise = noise_from_intervals(aff.lower, aff.upper, 0.95)
-    ref = r_path(aff.matrix, names=aff.names, rs=p.r, noise=noise)
+    ref = r_path(aff.matrix, names=aff.names, rs=p.r, noise=noise, kernel="calibrated")
     assert p.weights == pytest.approx(ref.weights, abs=1e-9)
-    bare = r_path(aff.matrix, names=aff.names, rs=p.r)
+    bare = r_path(aff.matrix, names=aff.names, rs=p.r, kernel="calibrated")
     assert np.abs(p.weights - bare.weights).max() > 0.01
-    # The default mixture lies on its own path: r = r_rel / n.
-    main = solve(aff)
-    at = r_path(aff, rs=[main.params["r"]])
+    # The calibrated mixture lies on its own path: r = r_rel / n.
+    main = solve(aff, kernel="calibrated")
+    at = r_path(aff, rs=[main.params["r"]], kernel="calibrated")
     assert at.weights[0] == pytest.approx(main.weights, abs=1e-6)

@@ -83,7 +83,7 @@ def redundancy_overrides(base):
     templates per skill held out; equal task sizes, so size/temperature/UniMax mixtures
     are uniform and are left out) on a briefly pre-trained base. Sized to run 5 seeds in
     about half an hour on 2 CPU cores; every strategy trains on the same budget."""
-    from taskpgm.config import StrategyConfig
+    from taskpgm.config import default_strategies
 
     base.pool.suite = "redundancy"
     # Proxies start from a base that has seen the training tasks (DESIGN.md): experts
@@ -93,18 +93,9 @@ def redundancy_overrides(base):
     base.train.steps = 150
     base.train.batch_size = 64
     base.sample.budget = 150 * 64  # each sampled example seen once: the budget binds
-    base.strategies = [
-        StrategyConfig(name="uniform", method="uniform"),
-        # The noise floor: uniform again, drawn and trained with other seeds.
-        StrategyConfig(name="uniform-resampled", method="uniform", params={"replicate": 1}),
-        StrategyConfig(name="family-balanced", method="family-balanced"),
-        StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
-        StrategyConfig(name="mixmin", method="mixmin"),
-        StrategyConfig(name="taskpgm", method="taskpgm"),
-        StrategyConfig(name="taskpgm-calibrated", method="taskpgm",
-                       params={"kernel": "calibrated", "unary": "balanced"}),
-        StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
-    ]
+    # The default strategies less those that equal uniform when every task has one size.
+    base.strategies = [st for st in default_strategies()
+                       if st.method not in ("size", "temperature", "unimax")]
     return base
 
 

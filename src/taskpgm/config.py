@@ -253,9 +253,13 @@ def _check_strategy_params(st: StrategyConfig, index: int) -> None:
         if key not in allowed:
             raise ValueError(f"strategies[{index}] ({st.name}): unknown param {key!r} for "
                              f"method {st.method!r} (allowed: {', '.join(sorted(allowed))})")
-    if st.method == "given" and not isinstance(st.params.get("weights"), str):
-        raise ValueError(f"strategies[{index}] ({st.name}): method 'given' needs params "
-                         "{weights: FILE} (a mixture.json or a task,weight file)")
+    if st.method == "given":
+        w = st.params.get("weights")
+        if not isinstance(w, str):
+            raise ValueError(f"strategies[{index}] ({st.name}): method 'given' needs params "
+                             "{weights: FILE} (a mixture.json or a task,weight file)")
+        if not Path(w).is_file():
+            raise ValueError(f"strategies[{index}] ({st.name}): weights file {w!r} not found")
     if st.method == "mixmin":
         t = st.params.get("targets", "heldout")
         if not (t in ("heldout", "train") or (isinstance(t, list)

@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="bench-quality")
     ap.add_argument("--dirichlet", type=int, default=3, help="random mixtures per seed")
+    ap.add_argument("--replicates", type=int, default=1,
+                    help="training replicates per strategy and seed, averaged (lowers noise)")
     suite = ap.add_mutually_exclusive_group()
     suite.add_argument("--bigbench", action="store_true", help="use the BIG-bench suite")
     suite.add_argument("--redundancy", action="store_true", help="use the redundancy suite")
@@ -138,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             data = apply_override(data, ov)
         base = config_from_dict(data, "--set")
         t0 = time.perf_counter()
-        result = run_quality(base, out, args.seeds, args.dirichlet, console=console)
+        if args.replicates < 1:
+            raise ConfigError("--replicates must be >= 1")
+        result = run_quality(base, out, args.seeds, args.dirichlet, console=console,
+                             replicates=args.replicates)
     except TaskPGMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -46,3 +46,30 @@ def test_ties_are_not_wins():
                 for s in range(3)}
     rows = {(r.strategy, r.metric): r for r in summarise(per_seed)}
     assert rows[("same", "loss_per_token")].wins == 0 and rows[("same", "score")].wins == 0
+
+
+def test_replicates_are_averaged_within_a_seed_and_share_of_family_gain():
+    from pathlib import Path
+
+    from taskpgm.bench.quality import bench_config, redundancy_check
+    from taskpgm.config import Config
+
+    cfg = bench_config(Config(), 3, Path("x"), dirichlet=0, replicates=3)
+    reps = {s.name: s.params.get("replicate") for s in cfg.strategies}
+    assert reps["uniform.rep1"] == 1000 and reps["uniform.rep2"] == 2000
+    assert reps["uniform-resampled.rep1"] == 1001  # never the seed of another replicate
+    per_seed = {}
+    for s, shift in enumerate([0.0, 1.0]):
+        per_seed[s] = {
+            "uniform": _ev("u", 3.0 + shift, 0.5),
+            "uniform.rep1": _ev("u", 3.2 + shift, 0.5),  # uniform's mean: 3.1 + shift
+            "family-balanced": _ev("f", 2.9 + shift, 0.5),
+            "family-balanced.rep1": _ev("f", 2.9 + shift, 0.5),
+            "half": _ev("h", 3.0 + shift, 0.5),
+        }
+    rows = {(r.strategy, r.metric): r for r in summarise(per_seed)}
+    assert ("uniform.rep1", "loss_per_token") not in rows
+    fb = rows[("family-balanced", "loss_per_token")]
+    assert np.isclose(fb.diff_mean, -0.2) and np.isclose(fb.share_of_family_gain, 1.0)
+    assert np.isclose(rows[("half", "loss_per_token")].share_of_family_gain, 0.5)
+    assert redundancy_check(list(rows.values()))["ok"] is True

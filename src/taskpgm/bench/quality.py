@@ -27,12 +27,25 @@ REDUNDANCY_REFERENCE = "family-balanced"
 DIRICHLET_GROUP = "dirichlet (mean)"
 
 
-def bench_config(base: Config, seed: int, run_dir: Path, dirichlet: int) -> Config:
+# Training replicates of a strategy are named <strategy>.rep<k> and averaged within a seed.
+REPLICATE_TAG = ".rep"
+REPLICATE_STRIDE = 1000  # replicate seeds k * 1000 never meet a strategy's own `replicate`
+
+
+def bench_config(base: Config, seed: int, run_dir: Path, dirichlet: int,
+                 replicates: int = 1) -> Config:
+    """One seed's config: the strategies, ``replicates - 1`` extra training replicates of
+    each (same mixture, other sampling/training seeds: averaging them lowers the training
+    noise that dominates small proxies), and ``dirichlet`` random mixtures."""
     cfg = base.model_copy(deep=True)
     cfg.run.seed = seed
     cfg.run.dir = str(run_dir)
     cfg.report.influence = False
-    cfg.strategies = list(cfg.strategies) + [
+    extra = [StrategyConfig(name=f"{st.name}{REPLICATE_TAG}{k}", method=st.method,
+                            params={**st.params, "replicate": int(st.params.get("replicate", 0))
+                                    + REPLICATE_STRIDE * k})
+             for st in cfg.strategies for k in range(1, replicates)]
+    cfg.strategies = list(cfg.strategies) + extra + [
         StrategyConfig(name=f"dirichlet-{k + 1}", method="dirichlet",
                        params={"alpha": 1.0, "draw": k})
         for k in range(dirichlet)
@@ -67,19 +80,28 @@ def t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, fl
     return m, m - half, m + half
 
 
+def _group(name: str) -> str:
+    """The strategy a model belongs to (training replicates and Dirichlet draws pooled)."""
+    if name.startswith("dirichlet-"):
+        return DIRICHLET_GROUP
+    head, tag, k = name.rpartition(REPLICATE_TAG)
+    return head if tag and k.isdigit() else name
+
+
 def summarise(per_seed: dict[int, dict[str, ModelEval]]) -> list[Row]:
-    """Rows per (strategy, metric); Dirichlet draws are averaged within a seed first."""
+    """Rows per (strategy, metric); Dirichlet draws and training replicates are averaged
+    within a seed first."""
     seeds = sorted(per_seed)
     values: dict[str, dict[str, list[float]]] = {}
     for metric, get in (("loss_per_token", lambda e: e.mean("loss_per_token")),
                         ("score", lambda e: e.mean_score())):
         table: dict[str, list[float]] = {}
         for s in seeds:
-            evals = per_seed[s]
-            dirich = [get(e) for n, e in evals.items() if n.startswith("dirichlet-")]
-            row = {n: get(e) for n, e in evals.items() if not n.startswith("dirichlet-")}
-            if dirich and all(v is not None for v in dirich):
-                row[DIRICHLET_GROUP] = float(np.mean(dirich))
+            groups: dict[str, list[float | None]] = {}
+            for n, e in per_seed[s].items():
+                groups.setdefault(_group(n), []).append(get(e))
+            row = {g: None if any(v is None for v in vs) else float(np.mean(vs))
+                   for g, vs in groups.items()}
             for n, v in row.items():
                 table.setdefault(n, []).append(float("nan") if v is None else float(v))
         values[metric] = table
@@ -174,7 +196,7 @@ def group_mass_summary(out: Path, seeds: list[int], base: Config) -> dict[str, A
 
 
 def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int = 3,
-                progress: bool = False, console=None) -> dict[str, Any]:
+                progress: bool = False, console=None, replicates: int = 1) -> dict[str, Any]:
     """Run the pipeline once per seed under ``out/seed<k>`` (resumable) and summarise."""
     from taskpgm.pipeline import run_pipeline
     from taskpgm.pipeline.stages import PipelineContext
@@ -183,7 +205,7 @@ def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int 
     per_seed: dict[int, dict[str, ModelEval]] = {}
     checks: dict[int, Any] = {}
     for s in seeds:
-        cfg = bench_config(base, s, out / f"seed{s}", dirichlet)
+        cfg = bench_config(base, s, out / f"seed{s}", dirichlet, replicates)
         run_pipeline(cfg, console=console, progress=progress)
         ctx = PipelineContext(cfg)
         per_seed[s] = {st.name: ModelEval.load(ctx.paths.eval(st.name)) for st in cfg.strategies}
@@ -198,6 +220,7 @@ def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int 
         "benchmark": "quality",
         "seeds": seeds,
         "dirichlet_draws": dirichlet,
+        "replicates": replicates,
         "reference": REFERENCE,
         "config": base.model_dump(mode="json"),
         "rows": [asdict(r) for r in rows],

@@ -157,3 +157,19 @@ def test_misspelt_or_misplaced_options_are_refused():
         solve(S, kernel="shift", ridge=0.5)
     with pytest.raises(InputError, match="positive row sums"):
         solve(S, kernel="shift", unary="balanced")
+
+
+def test_measured_utilities_are_scaled_to_the_kernel_in_use():
+    from taskpgm.affinity.utilities import scale_like_rowsum
+    from taskpgm.mixture import build_problem, make_inputs
+
+    S, _ = block_affinity([1, 2, 4])
+    u = np.linspace(-0.3, 0.5, len(S))  # nats/token gains, as the utilities stage measures
+    for kernel in ("shift", "calibrated"):
+        prob = build_problem(make_inputs(S, kernel=kernel, unary="given", utilities=u,
+                                         scale_utilities=True))
+        assert np.std(prob.u) == pytest.approx(np.std(prob.K.sum(axis=1)), rel=1e-9)
+    # For shift the kernel's row sums spread like the affinity's: the reference scaling.
+    shift = build_problem(make_inputs(S, kernel="shift", unary="given", utilities=u,
+                                      scale_utilities=True))
+    assert shift.u == pytest.approx(scale_like_rowsum(u, S), abs=1e-9)

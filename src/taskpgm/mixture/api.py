@@ -88,6 +88,12 @@ def build_problem(inp: MixtureInputs) -> EnergyProblem:
                         ridge=inp.params.get("ridge"))
     u = unary_utilities(kern.matrix, inp.names, inp.unary, targets=inp.targets,
                         utilities=inp.utilities)
+    if inp.params.get("scale_utilities"):
+        # Measured utilities (nats/token) on the scale of this kernel's rowsum utilities,
+        # so r_rel sets a tilt of the same size whatever the kernel (D4).
+        from taskpgm.affinity.utilities import scale_like_rowsum
+
+        u = scale_like_rowsum(u, kern.matrix)
     try:
         lo, hi = check_bounds(inp.n, inp.floors, inp.caps)
     except ValueError as exc:
@@ -106,7 +112,7 @@ def _common_params(inp: MixtureInputs) -> dict[str, Any]:
         out["caps"] = inp.caps
     if inp.floors is not None:
         out["floors"] = inp.floors
-    for key in ("kernel_floor", "sigma", "ridge"):
+    for key in ("kernel_floor", "sigma", "ridge", "scale_utilities"):
         if inp.params.get(key) is not None:
             out[key] = inp.params[key]
     return out
@@ -270,7 +276,7 @@ def _run_mixmin(inp: MixtureInputs) -> Mixture:
     return m
 
 
-_KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge")
+_KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge", "scale_utilities")
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (

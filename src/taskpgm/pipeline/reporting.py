@@ -200,7 +200,8 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
     from the affinity's bootstrap intervals, as when the mixture was solved, because
     :func:`compute_path` and :func:`compute_influence` pass the AffinityMatrix itself.
     """
-    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma", "ridge")
+    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma", "ridge",
+            "scale_utilities")
     out = {k: mixture.params[k] for k in keep if k in mixture.params}
     if ctx.cfg.mixture.r_rel is not None:
         # Re-solve at the same r_rel (not the same beta): removing a task changes n, and
@@ -208,12 +209,10 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
         out.pop("beta", None), out.pop("lam", None)
         out["r_rel"] = ctx.cfg.mixture.r_rel
     if out.get("unary") == "given" and ctx.paths.utilities.is_file():
-        from taskpgm.affinity.utilities import scale_like_rowsum
         from taskpgm.pipeline.stages import load_utilities
 
         _, u = load_utilities(ctx)
-        aff = load_affinity(ctx.paths.affinity)
-        out["utilities"] = scale_like_rowsum(u, aff.matrix)
+        out["utilities"] = u
     elif out.get("unary") in ("given", "target"):
         out["unary"] = "rowsum"  # cannot reproduce; show the reference path instead
     return out

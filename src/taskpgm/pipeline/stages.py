@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from taskpgm.affinity.utilities import scale_like_rowsum
 from taskpgm.config import Config, StrategyConfig
 from taskpgm.errors import ConfigError, InputError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
@@ -315,7 +314,7 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
             # Held-out targets have no experts, hence no row in the affinity matrix:
             # use utilities measured from the scores instead (see stage_utilities).
             _, u = load_utilities(ctx)
-            opts["unary"], opts["utilities"] = "given", scale_like_rowsum(u, aff.matrix)
+            opts.update(unary="given", utilities=u, scale_utilities=True)
             opts.pop("targets", None)
         else:
             opts.pop("targets", None)

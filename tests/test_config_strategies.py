@@ -71,3 +71,20 @@ def test_replicate_changes_the_sampling_seed_only():
     with pytest.raises(ConfigError, match="replicate"):
         config_from_dict({"strategies": [{"name": "u", "method": "uniform",
                                           "params": {"replicate": -1}}]})
+
+
+def test_config_kernel_and_unary_choices_are_the_library_lists():
+    from taskpgm.config import MixtureConfig
+    from taskpgm.mixture import KERNELS, UNARIES
+
+    assert set(MixtureConfig.model_fields["kernel"].annotation.__args__) == set(KERNELS)
+    assert set(MixtureConfig.model_fields["unary"].annotation.__args__) == set(UNARIES)
+
+
+@pytest.mark.parametrize("pool, needle", [
+    ({"source": "bigbench", "tasks": ["x"], "suite": "redundancy"}, "pool.suite"),
+    ({"source": "synthetic", "family_pattern": "^(a)"}, "family_pattern"),
+])
+def test_pool_settings_for_another_source_are_refused(pool, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config_from_dict({"pool": pool})

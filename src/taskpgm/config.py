@@ -322,7 +322,13 @@ class Config(_Section):
             raise ValueError("pool.source is 'import' but pool.paths is empty")
         if self.pool.source == "bigbench" and not self.pool.tasks:
             raise ValueError("pool.source is 'bigbench' but pool.tasks is empty")
+        if self.pool.suite != "default" and self.pool.source != "synthetic":
+            raise ValueError(f"pool.suite is {self.pool.suite!r} but pool.source is "
+                             f"{self.pool.source!r} (suites are synthetic)")
         if self.pool.family_pattern is not None:
+            if self.pool.source != "import":
+                raise ValueError("pool.family_pattern labels imported tasks; pool.source is "
+                                 f"{self.pool.source!r}")
             try:
                 re.compile(self.pool.family_pattern)
             except re.error as exc:

@@ -179,6 +179,17 @@ class ScoreTable:
         except KeyError:
             raise InputError(f"no scores for expert {expert!r} on task {task!r}") from None
 
+    def require(self, experts: Iterable[str] = (), tasks: Iterable[str] = (),
+                what: str = "task") -> None:
+        """One clear error for the first expert or task that has no scores."""
+        for e in experts:
+            if e not in self.experts:
+                raise InputError(f"expert {e!r} has no scores (scored experts: "
+                                 f"{len(self.experts)})")
+        for t in tasks:
+            if t not in self.tasks:
+                raise InputError(f"{what} {t!r} has no scores (scored tasks: {len(self.tasks)})")
+
     def missing_pairs(self) -> list[tuple[str, str]]:
         return [(e, t) for e in self.experts for t in self.tasks if (e, t) not in self._shards]
 

@@ -42,12 +42,7 @@ def target_utilities(
     """Mean per-token log-likelihood gain of each training task's expert on the targets."""
     if not targets:
         raise InputError("target-aware utilities need at least one target task")
-    for t in targets:
-        if t not in table.tasks:
-            raise InputError(f"target task {t!r} has no scores (scored tasks: {len(table.tasks)})")
-    for a in train_tasks:
-        if a not in table.experts:
-            raise InputError(f"training task {a!r} has no expert in the scores")
+    table.require(train_tasks, targets, what="target task")
     base = base_expert_name(table)
     gains = np.zeros(len(train_tasks))
     for t in targets:

@@ -177,12 +177,7 @@ def mixmin_logprobs(
         raise InputError("MixMin needs at least one expert")
     if not targets:
         raise InputError("MixMin needs at least one target task")
-    for e in experts:
-        if e not in table.experts:
-            raise InputError(f"expert {e!r} has no scores (scored experts: {len(table.experts)})")
-    for t in targets:
-        if t not in table.tasks:
-            raise InputError(f"target task {t!r} has no scores (scored tasks: {len(table.tasks)})")
+    table.require(experts, targets, what="target task")
     blocks, weights = [], []
     for t in targets:
         lp = table.matrix(t, experts)

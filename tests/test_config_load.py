@@ -73,7 +73,8 @@ def test_init_cli_writes_a_loadable_file_and_refuses_to_overwrite(cli, tmp_path)
         ("strategies:\n- name: u\n  method: uniform\n  weight: 2\n",
          "unknown key 'strategies.0.weight'"),
         ("mixture:\n  beta: -1\n", "field 'mixture.beta'"),
-        ("mixture:\n  r_rel: 0\n", "field 'mixture.r_rel'"),
+        # r_rel = 0 is the pure-diversity end (allowed); below 0 means nothing.
+        ("mixture:\n  r_rel: -0.5\n", "field 'mixture.r_rel'"),
         ("mixture:\n  r_rel: 0.5\n  lam: 2\n", "mixture.r_rel or mixture.beta/lam, not both"),
         ("mixture:\n  kernel: magic\n", "field 'mixture.kernel'"),
         ("strategies:\n- name: u\n  method: uniform\n- name: u\n  method: size\n",

@@ -73,12 +73,77 @@ def test_replicate_changes_the_sampling_seed_only():
                                           "params": {"replicate": -1}}]})
 
 
-def test_config_kernel_and_unary_choices_are_the_library_lists():
-    from taskpgm.config import MixtureConfig
+def _literal(model, field: str) -> set[str]:
+    from typing import Literal, get_args, get_origin
+
+    ann = model.model_fields[field].annotation
+    choices: set[str] = set()
+    for arm in (get_args(ann) if get_origin(ann) is not Literal else (ann,)):
+        if get_origin(arm) is Literal:
+            choices |= set(get_args(arm))
+    return choices
+
+
+def test_config_choices_are_the_library_registries():
+    from taskpgm import config as c
+    from taskpgm.affinity.compute import METRICS
+    from taskpgm.affinity.pmi import NORMALIZATIONS
+    from taskpgm.mixture import KERNELS, UNARIES
+    from taskpgm.sample import ALLOCATIONS
+    from taskpgm.tasks.pool import SPLITS
+    from taskpgm.tasks.synth import SUITES
+
+    expected = {
+        (c.AffinityConfig, "metric"): METRICS,
+        (c.AffinityConfig, "normalize"): NORMALIZATIONS,
+        (c.MixtureConfig, "kernel"): KERNELS,
+        (c.MixtureConfig, "unary"): UNARIES,
+        (c.SampleConfig, "allocation"): ALLOCATIONS,
+        (c.EvaluateConfig, "split"): SPLITS,
+        (c.PoolConfig, "suite"): tuple(SUITES),
+        (c.PoolConfig, "source"): c.POOL_SOURCES,
+        (c.ScoringConfig, "executor"): c.EXECUTORS,
+        (c.StrategyConfig, "method"): (*STRATEGIES, "dirichlet"),
+    }
+    for (model, field), registry in expected.items():
+        assert _literal(model, field) == set(registry), f"{model.__name__}.{field}"
+    # Every Literal choice list of the config is one of the above (a new one needs a row).
+    sections = [c.Config, *(f.annotation for f in c.Config.model_fields.values()
+                           if isinstance(f.annotation, type)), c.StrategyConfig]
+    for model in sections:
+        for field, info in model.model_fields.items():
+            choices = _literal(model, field)
+            if choices and choices - {"heldout", "all"}:
+                assert (model, field) in expected, f"{model.__name__}.{field} not checked"
+            if (model, field) in expected and info.description and model is not c.StrategyConfig:
+                for choice in expected[(model, field)]:
+                    assert choice in info.description, (model.__name__, field, choice)
+
+
+def test_scoring_executors_are_the_engines():
+    pytest.importorskip("torch")
+    from taskpgm.config import EXECUTORS
+    from taskpgm.models.scoring import EXECUTORS as ENGINE
+
+    assert EXECUTORS == ENGINE
+
+
+def test_cli_choices_are_the_library_registries():
+    import typing
+
+    from taskpgm.affinity.compute import METRICS
+    from taskpgm.affinity.pmi import NORMALIZATIONS
+    from taskpgm.cli import affinity as ca
+    from taskpgm.cli import solve as cs
     from taskpgm.mixture import KERNELS, UNARIES
 
-    assert set(MixtureConfig.model_fields["kernel"].annotation.__args__) == set(KERNELS)
-    assert set(MixtureConfig.model_fields["unary"].annotation.__args__) == set(UNARIES)
+    assert [m.value for m in ca.Metric] == list(METRICS)
+    assert [m.value for m in ca.Normalize] == list(NORMALIZATIONS)
+    hints = typing.get_type_hints(cs.solve_command, include_extras=True)
+    for key, names in (("method", STRATEGIES), ("kernel", KERNELS), ("unary", UNARIES)):
+        text = hints[key].__metadata__[0].help
+        for name in names:
+            assert name in text, (key, name)
 
 
 @pytest.mark.parametrize("pool, needle", [

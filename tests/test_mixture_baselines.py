@@ -53,7 +53,8 @@ def test_solve_dispatches_baselines_by_name():
 def test_size_baselines_need_sizes_and_params():
     with pytest.raises(InputError, match="needs task sizes"):
         solve(np.zeros((2, 2)), method="size")
-    with pytest.raises(InputError, match="--temperature"):
+    # The library names the parameter; only the CLI names the flag (issue 10).
+    with pytest.raises(InputError, match="parameter 'temperature'"):
         solve(None, method="temperature", sizes={"a": 1, "b": 2})
     with pytest.raises(InputError, match="no value for task 'b'"):
         solve(None, names=["a", "b"], method="size", sizes={"a": 1})

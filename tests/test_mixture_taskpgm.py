@@ -147,7 +147,8 @@ def test_given_utilities_and_caps():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"beta": 0.0}, "beta"), ({"lam": -1.0}, "lam"), ({"budget_k": 9}, "exceeds"),
-    ({"r_rel": 0.0}, "r_rel"), ({"r_rel": float("nan")}, "r_rel"),
+    # r_rel = 0 is the pure-diversity end (allowed, issue 10); below 0 is not.
+    ({"r_rel": -0.5}, "r_rel"), ({"r_rel": float("nan")}, "r_rel"),
     ({"method": "nope"}, "unknown method"), ({"kernel": "nope"}, "unknown kernel"),
 ])
 def test_bad_arguments_are_input_errors(kwargs, match):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -58,6 +59,7 @@ def test_interrupted_stage_resumes_only_if_resumable(tmp_path):
     for resumable, expect in ((True, "kept"), (False, "fresh")):
         calls.clear()
         (tmp_path / "stages.json").unlink(missing_ok=True)
+        shutil.rmtree(tmp_path / "partial", ignore_errors=True)
         with pytest.raises(KeyboardInterrupt):
             Runner(tmp_path, [Stage("s", boom, outputs=("partial",), resumable=resumable)]).run()
         rec = json.loads((tmp_path / "stages.json").read_text())

@@ -8,6 +8,13 @@ the template can never drift from the schema.
 The pipeline fingerprints each stage from the config *sections* (or single fields) it
 reads; see ``taskpgm.pipeline``. Changing a field therefore re-runs only the stages
 that read it and the stages downstream of them.
+
+Every choice list is the library's own registry (``METRICS``, ``KERNELS``, ``UNARIES``,
+``STRATEGIES``, ...), and every strategy param is typed and range-checked against the
+library's option registry (``taskpgm.mixture.api.OPTION_TYPES``), so what loads is what
+the stages can run. The defaults of the training and tiny-model settings are defined here
+once; :mod:`taskpgm.models.train`, :mod:`taskpgm.models.tiny` and the ``taskpgm models`` /
+``experts`` / ``train`` commands take theirs from these classes.
 """
 
 from __future__ import annotations
@@ -20,10 +27,33 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from taskpgm.affinity.compute import METRICS
+from taskpgm.affinity.pmi import NORMALIZATIONS
 from taskpgm.errors import ConfigError
 from taskpgm.io import atomic_write_text
+from taskpgm.mixture.api import OPTION_TYPES, STRATEGIES, parse_option
+from taskpgm.mixture.kernels import KERNELS
+from taskpgm.mixture.unary import UNARIES
+from taskpgm.sample import ALLOCATIONS
+from taskpgm.tasks.pool import SPLITS
+from taskpgm.tasks.synth import SUITES
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+# -- the choice lists: the library's registries (one source of truth) --------------------
+# Strategies only the pipeline runs (a random reference mixture), beside the library's.
+PIPELINE_METHODS: tuple[str, ...] = ("dirichlet",)
+METHODS: tuple[str, ...] = (*STRATEGIES, *PIPELINE_METHODS)
+# taskpgm.models.scoring.EXECUTORS; that module needs torch, which loading a config must
+# not, so the list is repeated here and a test holds the two equal.
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+POOL_SOURCES: tuple[str, ...] = ("synthetic", "dir", "import", "bigbench")
+# Metrics computed from stored top-k next-token distributions (need scoring.topk > 0).
+TOPK_METRICS: tuple[str, ...] = ("jsd", "skl")
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
 
 
 class _Section(BaseModel):
@@ -36,7 +66,7 @@ class RunConfig(_Section):
 
 
 class PoolConfig(_Section):
-    source: Literal["synthetic", "dir", "import", "bigbench"] = Field(
+    source: Literal[POOL_SOURCES] = Field(
         "synthetic",
         description="Where tasks come from: synthetic (built-in suite), dir (an existing "
         "pool directory), import (JSONL/JSON files or directories), bigbench (BIG-bench tasks).",
@@ -58,7 +88,7 @@ class PoolConfig(_Section):
         description="source=synthetic: skill families (empty = the default four: reverse, "
         "sort, code, largest; 'add' is also available).",
     )
-    suite: Literal["default", "redundancy"] = Field(
+    suite: Literal[tuple(SUITES)] = Field(
         "default",
         description="source=synthetic: 'default' (4 families, 1-5 templates each, one "
         "held-out template per family) or 'redundancy' (8 skills under 1 to 10 "
@@ -78,14 +108,25 @@ class PoolConfig(_Section):
 
 
 class TinyModelConfig(_Section):
+    """The tiny model's shape; also the defaults of ``taskpgm.models.tiny.TinyConfig`` and
+    of ``taskpgm models tiny`` (whose flags are these keys: ``--n-layer`` ...)."""
+
     n_layer: int = Field(2, ge=1, description="Transformer layers of the tiny model.")
-    n_embd: int = Field(64, ge=8, description="Hidden size of the tiny model.")
+    n_embd: int = Field(64, ge=8, description="Hidden size of the tiny model (a multiple of "
+                        "n_head).")
     n_head: int = Field(2, ge=1, description="Attention heads of the tiny model.")
     vocab_size: int = Field(512, ge=64, description="Tokenizer vocabulary trained on the pool.")
     pretrain_steps: int = Field(
         0, ge=0, description="Steps of training on all tasks' train splits before experts "
         "branch off (0 = experts start from random weights)."
     )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TinyModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.tiny.n_head: n_embd {self.n_embd} is not divisible by "
+                             f"n_head {self.n_head}")
+        return self
 
 
 class ModelConfig(_Section):
@@ -97,44 +138,74 @@ class ModelConfig(_Section):
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
 
 
+# Fine-tuning defaults, shared by experts.* and train.* and, through them, by
+# taskpgm.models.train (TrainConfig, train_model, train_experts) and the CLI.
+DEFAULT_STEPS = 60
+DEFAULT_LR = 3e-3
+DEFAULT_BATCH_SIZE = 16
+
+
 class ExpertsConfig(_Section):
-    steps: int = Field(60, ge=1, description="Fine-tuning steps per expert.")
-    lr: float = Field(3e-3, gt=0, description="Learning rate of expert fine-tuning.")
-    batch_size: int = Field(16, ge=1, description="Examples per step.")
+    steps: int = Field(DEFAULT_STEPS, ge=1, description="Fine-tuning steps per expert.")
+    lr: float = Field(DEFAULT_LR, gt=0, description="Learning rate of expert fine-tuning.")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Examples per step.")
     lora: bool = Field(False, description="Train LoRA adapters instead of full weights.")
 
 
 class ScoringConfig(_Section):
     topk: int = Field(0, ge=0, description="Keep top-k next-token log-probs (needed for jsd).")
-    executor: Literal["local", "ray"] = Field("local", description="local or ray.")
+    executor: Literal[EXECUTORS] = Field(
+        "local", description=f"Where experts score: {_choices(EXECUTORS)}.")
     ray_address: str | None = Field(None, description="executor=ray: cluster address.")
-    batch_size: int = Field(32, ge=1, description="Probe examples per forward pass.")
+    batch_size: int = Field(
+        32, ge=1, description="At most this many probe examples per forward pass (each pass "
+        "is also bounded by a budget of padded tokens); changes scores by float noise only.")
 
 
 class AffinityConfig(_Section):
-    metric: Literal["pmi", "jsd", "skl", "ce"] = Field(
-        "pmi", description="pmi (log-likelihood ratio), jsd, skl (symmetric KL), ce."
+    metric: Literal[METRICS] = Field(
+        "pmi", description="pmi (log-likelihood ratio), jsd (Jensen-Shannon) and skl "
+        "(symmetric KL) between next-token distributions (need scoring.topk > 0), ce-gap "
+        "(symmetrised per-token cross-entropy gap)."
     )
-    normalize: Literal["sequence", "token"] = Field(
-        "token", description="sequence: sum over response tokens; token: per-token mean."
+    normalize: Literal[NORMALIZATIONS] = Field(
+        "token", description="pmi: sequence (sum over response tokens) or token (per-token "
+        "mean)."
     )
     bootstrap: int = Field(
         100, ge=0,
-        description="Bootstrap resamples for per-entry intervals (pmi only). The calibrated "
-        "kernel reads each entry's noise from them; 0 = noise unknown.",
+        description="Bootstrap resamples for per-entry intervals (pmi only: 0 for the other "
+        "metrics, which is the default there). The calibrated kernel reads each entry's "
+        "noise from them; 0 = noise unknown.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bootstrap_is_for_pmi(cls, data: Any) -> Any:
+        # Intervals exist for pmi only: another metric without an explicit bootstrap means
+        # none, rather than tripping over the pmi default at the affinity stage.
+        if isinstance(data, dict) and "bootstrap" not in data \
+                and data.get("metric", "pmi") != "pmi":
+            data = {**data, "bootstrap": 0}
+        return data
+
+    @model_validator(mode="after")
+    def _bootstrap_pmi_only(self) -> AffinityConfig:
+        if self.bootstrap and self.metric != "pmi":
+            raise ValueError(f"affinity.bootstrap: bootstrap intervals are computed for metric "
+                             f"pmi only, not {self.metric!r}; set affinity.bootstrap: 0")
+        return self
 
 
 class MixtureConfig(_Section):
-    kernel: Literal["shift", "calibrated", "simplex-shift", "clip", "exp", "laplacian",
-                    "none"] = Field(
+    kernel: Literal[KERNELS] = Field(
         "shift",
         description="How the affinity becomes a PSD kernel K: shift (the paper's reference, "
         "the default), calibrated (exp(-t^2/2), t = distance in units of the entry's noise "
         "or 5% of the median distance, so only near-copies couple; docs/DECISIONS.md D12), "
         "simplex-shift, clip, exp, laplacian, none.",
     )
-    unary: Literal["auto", "balanced", "rowsum", "target", "given", "none"] = Field(
+    unary: Literal[UNARIES] = Field(
         "auto",
         description="Unary utilities u: auto (the default: rowsum with the reference "
         "kernels, balanced with the calibrated kernel), balanced (u = n K q, q ~ 1/(K 1), each "
@@ -147,12 +218,14 @@ class MixtureConfig(_Section):
         "evaluation-only tasks (their utility is each expert's log-likelihood gain over the "
         "base model on those tasks' probe sets, since held-out tasks have no experts).",
     )
-    utilities: str | None = Field(None, description="unary=given: file of utilities.")
+    utilities: str | None = Field(
+        None, description="unary=given: file of per-task utilities (JSON list or "
+        "{task: value}, or task,utility CSV lines); required with unary: given.")
     r_rel: float | None = Field(
-        0.5, gt=0,
+        0.5, ge=0,
         description="Trade-off r = beta/lam in units of 1/n (r = r_rel/n), so it means the "
         "same for any number of tasks n. With rowsum utilities only r matters: 1 gives the "
-        "uniform mixture, towards 0 the pure diversity mixture (min p'Kp), and 0.5 (the "
+        "uniform mixture, 0 the pure diversity mixture (min p'Kp), and 0.5 (the "
         "default) weighs the two equally. Set null to use beta/lam instead; giving beta or "
         "lam without r_rel does that too.",
     )
@@ -189,21 +262,27 @@ class MixtureConfig(_Section):
 
 class SampleConfig(_Section):
     budget: int = Field(600, ge=1, description="Training examples drawn for each mixture.")
-    allocation: Literal["largest_remainder", "multinomial"] = Field(
-        "largest_remainder", description="How weights become integer counts."
+    allocation: Literal[ALLOCATIONS] = Field(
+        "largest_remainder",
+        description=f"How weights become integer counts: {_choices(ALLOCATIONS)}."
     )
     max_epochs: float | None = Field(None, gt=0, description="Refuse to repeat a task more often.")
 
 
 class TrainConfig(_Section):
-    steps: int = Field(60, ge=1, description="Training steps of the model trained on a mixture.")
-    lr: float = Field(3e-3, gt=0, description="Learning rate.")
-    batch_size: int = Field(16, ge=1, description="Examples per step.")
+    """The ``train`` section. ``taskpgm.models.train.TrainConfig`` (the trainer's full
+    settings) takes its defaults from this class."""
+
+    steps: int = Field(DEFAULT_STEPS, ge=1,
+                       description="Training steps of the model trained on a mixture.")
+    lr: float = Field(DEFAULT_LR, gt=0, description="Learning rate.")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Examples per step.")
     lora: bool = Field(False, description="Train LoRA adapters instead of full weights.")
 
 
 class EvaluateConfig(_Section):
-    split: Literal["train", "probe", "eval"] = Field("eval", description="Split evaluated.")
+    split: Literal[SPLITS] = Field(
+        "eval", description=f"Split evaluated: {_choices(SPLITS)}.")
     tasks: list[str] | Literal["heldout", "all"] = Field(
         "heldout", description="heldout (evaluation-only tasks), all, or a list of names."
     )
@@ -214,10 +293,7 @@ class EvaluateConfig(_Section):
 
 class StrategyConfig(_Section):
     name: str = Field(description="Unique name; used for file names.")
-    method: Literal[
-        "taskpgm", "taskpgm-paper", "uniform", "size", "temperature", "capped", "unimax",
-        "given", "family-balanced", "cluster-balanced", "mixmin", "dirichlet",
-    ] = Field(description="Strategy from the registry.")
+    method: Literal[METHODS] = Field(description="Strategy from the registry.")
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Options for the strategy; for taskpgm they override the mixture section.",
@@ -231,41 +307,128 @@ class StrategyConfig(_Section):
         return v
 
 
-# Options a strategy's params may hold beyond the registry's own (see _check_strategy_params).
-_PIPELINE_PARAMS = {"mixmin": ("targets",), "dirichlet": ("alpha", "draw")}
+# Params a strategy may hold beyond the library's options (taskpgm.mixture.api.OPTION_TYPES),
+# with their types: read by the pipeline itself (pipeline/stages.py).
+_PIPELINE_PARAMS: dict[str, dict[str, str]] = {
+    "mixmin": {"targets": "targets"},
+    "dirichlet": {"alpha": "number>0", "draw": "int>=0"},
+}
+# Every strategy may be replicated: same mixture, other sampling/training seeds.
+_COMMON_PARAMS: dict[str, str] = {"replicate": "int>=0"}
+# Library options the pipeline fills in itself (a value in the config would be overwritten).
+_SUPPLIED_PARAMS: dict[str, dict[str, str]] = {
+    "family-balanced": {"families": "the pool's family labels"},
+    "mixmin": {"scores": "the run's scores directory"},
+}
+# Library options a method cannot run without (the pipeline supplies unimax_budget itself).
+_REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature",), "capped": ("cap",), "unimax": ("max_epochs",),
+    "given": ("weights",),
+}
+_TASKPGM_METHODS = ("taskpgm", "taskpgm-paper")
+# Mixture-section fields a taskpgm strategy may override in its params.
+_MIXTURE_PARAMS = ("kernel", "unary", "targets", "utilities", "r_rel", "beta", "lam", "budget_k")
 
 
-def _check_strategy_params(st: StrategyConfig, index: int) -> None:
-    """A misspelt option fails at load time, naming the strategy, not after hours of work."""
-    from taskpgm.mixture.api import STRATEGIES
+def _check_strategy_params(st: StrategyConfig, index: int,
+                           mixture: MixtureConfig) -> dict[str, Any]:
+    """Every param of a strategy known, typed and in range when the config loads, each
+    error one line naming ``strategies[i].params.KEY``, not a traceback after hours of
+    work. Returns the params with numeric strings (YAML reads ``1e-3`` as one) read."""
+    def fail(key: str | None, problem: str) -> ValueError:
+        where = f"strategies[{index}].params" + (f".{key}" if key else "")
+        return ValueError(f"{where} (strategy {st.name!r}): {problem}")
 
-    # Every strategy may be replicated: same mixture, other sampling/training seeds.
-    allowed = set(_PIPELINE_PARAMS.get(st.method, ())) | {"replicate"}
-    rep = st.params.get("replicate", 0)
-    if isinstance(rep, bool) or not isinstance(rep, int) or rep < 0:
-        raise ValueError(f"strategies[{index}] ({st.name}): replicate must be an integer "
-                         ">= 0 (0 = the run's own seed)")
-    if st.method in STRATEGIES:
-        allowed |= set(STRATEGIES[st.method].options)
-    if st.method in ("taskpgm", "taskpgm-paper"):
-        allowed |= set(MixtureConfig.model_fields) - {"max_epochs"}
-    for key in st.params:
+    lib = STRATEGIES[st.method].options if st.method in STRATEGIES else ()
+    supplied = _SUPPLIED_PARAMS.get(st.method, {})
+    types = {**_COMMON_PARAMS, **_PIPELINE_PARAMS.get(st.method, {}),
+             **{k: OPTION_TYPES[k] for k in lib if k not in supplied}}
+    allowed = set(types) | (set(_MIXTURE_PARAMS) if st.method in _TASKPGM_METHODS else set())
+    params = dict(st.params)
+    for key in params:
+        if key in supplied:
+            raise fail(key, f"set by the pipeline from {supplied[key]}; remove it")
         if key not in allowed:
-            raise ValueError(f"strategies[{index}] ({st.name}): unknown param {key!r} for "
-                             f"method {st.method!r} (allowed: {', '.join(sorted(allowed))})")
-    if st.method == "given":
-        w = st.params.get("weights")
-        if not isinstance(w, str):
-            raise ValueError(f"strategies[{index}] ({st.name}): method 'given' needs params "
-                             "{weights: FILE} (a mixture.json or a task,weight file)")
-        if not Path(w).is_file():
-            raise ValueError(f"strategies[{index}] ({st.name}): weights file {w!r} not found")
-    if st.method == "mixmin":
-        t = st.params.get("targets", "heldout")
-        if not (t in ("heldout", "train") or (isinstance(t, list)
-                                               and all(isinstance(x, str) for x in t))):
-            raise ValueError(f"strategies[{index}] ({st.name}): mixmin targets must be "
-                             "'heldout', 'train' or a list of task names")
+            raise fail(key, f"unknown param {key!r} for method {st.method!r} (allowed: "
+                            f"{', '.join(sorted(allowed))})")
+    for key, value in params.items():
+        kind = types.get(key)
+        if kind is None or value is None:
+            continue
+        if kind == "targets":
+            if not (value in ("heldout", "train") or (
+                    isinstance(value, list) and all(isinstance(x, str) for x in value))):
+                raise fail(key, "mixmin targets must be 'heldout', 'train' or a list of task "
+                                f"names, got {value!r}")
+            continue
+        if kind == "weights":
+            # In a config, weights are a file (the library also takes a mapping or list).
+            if not isinstance(value, str):
+                raise fail(key, "method 'given' needs {weights: FILE} (a mixture.json or a "
+                                f"task,weight file), got {value!r}")
+            if not Path(value).is_file():
+                raise fail(key, f"weights file {value!r} not found")
+            continue
+        try:
+            params[key] = parse_option(kind, value)
+        except ValueError as exc:
+            raise fail(key, str(exc)) from None
+    for key in _REQUIRED_PARAMS.get(st.method, ()):
+        if params.get(key) is None:
+            need = ("{weights: FILE} (a mixture.json or a task,weight file)"
+                    if key == "weights" else f"{{{key}: {_TYPE_HINTS[types[key]]}}}")
+            raise fail(key, f"method {st.method!r} needs params {need}")
+    if st.method in _TASKPGM_METHODS:
+        params.update(_check_mixture_params(params, mixture, fail))
+        kernel = params.get("kernel", mixture.kernel)
+        if params.get("ridge") is not None and kernel != "calibrated":
+            raise fail("ridge", f"ridge is an option of kernel 'calibrated', not {kernel!r}")
+        if params.get("sigma") is not None and kernel not in ("exp", "laplacian"):
+            raise fail("sigma", f"sigma is an option of kernels 'exp' and 'laplacian', not "
+                                f"{kernel!r}")
+        budget_k = params.get("budget_k", mixture.budget_k)
+        if st.method == "taskpgm-paper" and budget_k is not None:
+            raise fail("budget_k", "taskpgm-paper has no budgeted variant (mixture.budget_k "
+                                   "applies to it too: set params {budget_k: null})")
+        if mixture.max_epochs is not None and (budget_k is not None
+                                               or params.get("cost_budget") is not None):
+            raise fail("budget_k" if budget_k is not None else "cost_budget",
+                       "budgeted selection does not take the caps that mixture.max_epochs "
+                       "sets")
+    return params
+
+
+_TYPE_HINTS = {"number>0": "a number > 0", "number>=0": "a number >= 0"}
+
+
+def _check_mixture_params(params: dict[str, Any], mixture: MixtureConfig,
+                          fail) -> dict[str, Any]:
+    """A taskpgm strategy's overrides of the mixture section, checked like the section."""
+    sub = {k: v for k, v in params.items() if k in _MIXTURE_PARAMS}
+    try:
+        checked = MixtureConfig.model_validate(sub)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or None
+        raise fail(key, err["msg"].removeprefix("Value error, ")) from None
+    out = {k: getattr(checked, k) for k, v in sub.items()
+           if isinstance(v, str) and not isinstance(getattr(checked, k), str)}
+    unary = params.get("unary", mixture.unary)
+    if unary == "given":
+        if params.get("utilities") is not None:
+            _check_utilities_file(params["utilities"], lambda p: fail("utilities", p))
+        elif mixture.utilities is not None:
+            _check_utilities_file(mixture.utilities,
+                                  lambda p: fail("utilities", f"(from mixture.utilities) {p}"))
+        else:
+            raise fail("utilities", "unary 'given' needs a utilities file: set "
+                                    "params.utilities or mixture.utilities")
+    return out
+
+
+def _check_utilities_file(path: str, fail) -> None:
+    if not Path(path).is_file():
+        raise fail(f"utilities file {path!r} not found")
 
 
 class ReportConfig(_Section):
@@ -334,8 +497,29 @@ class Config(_Section):
             except re.error as exc:
                 raise ValueError(f"pool.family_pattern is not a valid regular expression "
                                  f"({exc})") from None
-        for st in self.strategies:
-            _check_strategy_params(st, self.strategies.index(st))
+        if self.pool.source == "synthetic" and self.pool.families:
+            known = SUITES[self.pool.suite].families
+            unknown = [f for f in self.pool.families if f not in known]
+            if unknown:
+                raise ValueError(f"pool.families: unknown synthetic family {unknown[0]!r} for "
+                                 f"suite {self.pool.suite!r} (known: {_choices(tuple(known))})")
+        if self.affinity.metric in TOPK_METRICS and self.scoring.topk == 0:
+            raise ValueError(f"scoring.topk: affinity.metric {self.affinity.metric!r} reads the "
+                             "experts' top-k next-token distributions; set scoring.topk > 0 "
+                             "(e.g. 20)")
+        m = self.mixture
+        if m.unary == "given":
+            if m.utilities is None:
+                raise ValueError("mixture.utilities: mixture.unary is 'given' but no utilities "
+                                 "file is set")
+            _check_utilities_file(m.utilities, lambda p: ValueError(f"mixture.utilities: {p}"))
+        if m.max_epochs is not None and m.budget_k is not None:
+            raise ValueError("mixture.max_epochs: budgeted selection (mixture.budget_k) does "
+                             "not take the caps that max_epochs sets")
+        for index, st in enumerate(self.strategies):
+            params = _check_strategy_params(st, index, m)
+            if params != st.params:
+                st.params = params
         return self
 
     # -- helpers ------------------------------------------------------------------------
@@ -364,7 +548,10 @@ def _format_error(source: str, exc: ValidationError) -> str:
     if err["type"] == "missing":
         return f"{source}: missing key {loc!r}"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{source}: {'field ' + repr(loc) + ': ' if loc else ''}{msg}"
+    if not loc or msg.startswith((f"{loc}.", f"{loc}:")):
+        # The message already names the field (e.g. a check across fields of a section).
+        return f"{source}: {msg}"
+    return f"{source}: field {loc!r}: {msg}"
 
 
 def config_from_dict(data: Any, source: str = "config") -> Config:

@@ -7,6 +7,7 @@ process never leaves a half-written file where a finished one is expected.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -30,29 +31,92 @@ def _umask() -> int:
 
 
 def _tmp_sibling(path: Path, suffix: str = ".tmp") -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:  # name the file being written, not a random temporary name
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     # mkstemp creates 0600; give the final file the permissions a plain open() would.
     os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     return Path(name)
 
 
+def _retarget(exc: OSError, tmp: Path, path: Path, nbytes: int | None = None) -> OSError:
+    """``exc`` about ``path`` rather than its temporary sibling (or no file at all).
+
+    A write that fails in the temporary file (disk full, quota, read-only file system)
+    is reported under the name the user knows. ``nbytes`` (the size the write needed,
+    when known) is kept as ``exc.needed_bytes`` for the message.
+    """
+    name = exc.filename
+    tmp_s = str(tmp)
+    if name is not None and str(name) != tmp_s and not str(name).startswith(tmp_s + os.sep):
+        return exc  # about another file: leave it alone
+    target = path if name is None or str(name) == tmp_s else path / Path(name).relative_to(tmp)
+    new = OSError(exc.errno, exc.strerror or str(exc), str(target))
+    if nbytes is not None:
+        new.needed_bytes = nbytes  # type: ignore[attr-defined]
+    return new
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an environment error: ``<path>: <reason>`` (no traceback).
+
+    Disk full names the space the write needed when it is known.
+    """
+    reason = (exc.strerror or str(exc) or type(exc).__name__).strip().splitlines()[0]
+    name = exc.filename
+    if exc.errno == errno.EEXIST and isinstance(name, (str, os.PathLike)) and \
+            os.path.lexists(name) and not os.path.isdir(name):
+        reason = "is a file where a directory is needed"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        needed = getattr(exc, "needed_bytes", None)
+        if needed is not None:
+            reason += f" (the write needed {_human_bytes(needed)})"
+    if name is None:
+        return reason
+    where = f"{name}" if exc.filename2 is None else f"{name} -> {exc.filename2}"
+    return f"{where}: {reason}"
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}" if n >= 1024 else f"{n} bytes"
+    return f"{size / 1024:.1f} TiB"
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+def atomic_path(path: str | os.PathLike[str], nbytes: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    On any failure the temporary file is removed and ``path`` is left as it was; an
+    :class:`OSError` from writing the temporary file is re-raised naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
+    tmp = path  # until the sibling exists, errors are about path itself
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_sibling(path)
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp != path:
+            tmp.unlink(missing_ok=True)
+        new = _retarget(exc, tmp, path, nbytes)
+        if new is exc:
+            raise
+        raise new from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp != path:
+            tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path, nbytes=len(data)) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -72,28 +136,88 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str], replaces: str | None = None) -> Iterator[Path]:
     """Build a directory in a temporary sibling and swap it into place on success.
 
-    An existing directory at ``path`` is replaced only after the new one is complete.
+    An existing directory at ``path`` is replaced only after the new one is complete;
+    if the swap fails, the old one is put back. It is replaced only if it is empty or
+    holds the file ``replaces`` (the marker of what the caller writes: ``pool.json``,
+    a model's ``taskpgm_train.json``); any other directory, and a file, is the user's
+    and is refused, never replaced.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    # mkdtemp creates 0700; give the final directory the permissions mkdir() would.
-    os.chmod(tmp, 0o777 & ~_umask())
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file, not a directory; move it away or choose "
+                         "another output directory")
+    if path.is_dir() and any(path.iterdir()) and not (replaces and (path / replaces).is_file()):
+        what = f"has no {replaces}, so it was not written by taskpgm" if replaces else \
+            "is not empty"
+        raise InputError(f"{path}: exists and {what}; refusing to replace it (move it away "
+                         "or choose another output directory)")
+    tmp = path
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp",
+                                        dir=path.parent))
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        # mkdtemp creates 0700; give the final directory the permissions mkdir() would.
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _swap_in(tmp, path)
+    except OSError as exc:
+        if tmp != path:
+            shutil.rmtree(tmp, ignore_errors=True)
+        new = _retarget(exc, tmp, path)
+        if new is exc:
+            raise
+        raise new from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp != path:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Rename directory ``new`` onto ``path``; an old ``path`` survives a failed swap."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    try:
+        os.replace(path, old / "x")
+    except BaseException:
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old / "x", path)  # put the old directory back
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> InputError:
+    """Name the line and column of the first byte that is not UTF-8."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = first_line + data.count(b"\n", 0, exc.start)
+    col = exc.start - line_start + 1
+    return InputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                      f"column {col})")
+
+
+def read_text_utf8(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file (a leading BOM is dropped); bad bytes name their line."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, data, exc) from None
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -101,12 +225,13 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    text = read_text_utf8(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
 
 
 def read_json_model(path: str | os.PathLike[str], model: type[M]) -> M:
@@ -121,26 +246,30 @@ def read_json_model(path: str | os.PathLike[str], model: type[M]) -> M:
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; errors name file and line."""
+    """Yield ``(line_number, object)`` for each non-blank line; errors name file and line.
+
+    Lines end at ``\\n`` only (``\\r\\n`` is fine), as ``wc -l`` and editors count them,
+    and each line is decoded on its own, so a bad byte is reported on its own line.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as fh:
-        lineno = 0
-        while True:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark
             try:
-                line = fh.readline()
-            except UnicodeDecodeError:
-                raise InputError(f"{path}:{lineno + 1}: not UTF-8 text") from None
-            if not line:
-                break
-            lineno += 1
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, raw, exc, lineno) from None
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+            except RecursionError:
+                raise InputError(f"{path}:{lineno}: JSON nested too deeply") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj

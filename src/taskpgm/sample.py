@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, sha256_file
 from taskpgm.mixture.record import Mixture
+from taskpgm.portable import portable_path
 from taskpgm.tasks.pool import Example, Pool
 from taskpgm.tasks.splits import stable_hash
 
@@ -246,7 +247,7 @@ def materialise(
 
     out = Path(out)
     style = "messages" if format == "messages" else "prompt_response"
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, replaces="manifest.json") as tmp:
         parts_dir = tmp / ".parts"
         parts_dir.mkdir()
         parts: dict[str, Path] = {}
@@ -267,7 +268,7 @@ def materialise(
         shutil.rmtree(parts_dir)
         manifest = SampleManifest(
             budget=int(budget), seed=seed, allocation=allocation, max_epochs=max_epochs,
-            export_format=format, pool=str(pool.root), pool_sha256=sha256_file(pool.root / "pool.json"),
+            export_format=format, pool=portable_path(pool.root, out), pool_sha256=sha256_file(pool.root / "pool.json"),
             mixture_method=mix.method, mixture_sha256=mix_sha, tasks=rows, files=sorted(files),
         )
         atomic_write_json(tmp / "manifest.json", manifest.model_dump(mode="json"))

@@ -55,7 +55,9 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user errors become one line and code 2.
 
     Usage errors are reported by typer itself (exit code 2); a :class:`TaskPGMError`
-    raised by a command is printed as ``error: <message>`` with no traceback.
+    raised by a command is printed as ``error: <message>`` with no traceback. So is an
+    :class:`OSError` from the environment (disk full, read-only file system, permission
+    denied, a file where a directory is needed ...): ``error: <path>: <reason>``.
     """
     try:
         app(args=argv, prog_name="taskpgm", standalone_mode=True)
@@ -65,7 +67,25 @@ def run(argv: list[str] | None = None) -> int:
     except TaskPGMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        from taskpgm.io import describe_os_error
+
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # torch and safetensors report a failed write (disk full) as their own error types.
+        if not _is_write_failure(exc):
+            raise
+        print(f"error: writing a model failed: {str(exc).splitlines()[-1].strip()} "
+              "(is the disk full?)", file=sys.stderr)
+        return 2
     return 0
+
+
+def _is_write_failure(exc: Exception) -> bool:
+    text = str(exc)
+    return (isinstance(exc, RuntimeError) or type(exc).__name__ == "SafetensorError") and any(
+        s in text for s in ("file write failed", "No space left on device", "Disk quota"))
 
 
 def main() -> None:

@@ -8,17 +8,12 @@ from typing import Annotated
 
 import typer
 
+from taskpgm.affinity.compute import METRICS
+from taskpgm.affinity.pmi import NORMALIZATIONS
 
-class Metric(str, Enum):
-    pmi = "pmi"
-    jsd = "jsd"
-    skl = "skl"
-    ce_gap = "ce-gap"
-
-
-class Normalize(str, Enum):
-    sequence = "sequence"
-    token = "token"
+# The choices are the library's registries (member names: the value with '-' as '_').
+Metric = Enum("Metric", {m.replace("-", "_"): m for m in METRICS}, type=str)
+Normalize = Enum("Normalize", {m: m for m in NORMALIZATIONS}, type=str)
 
 
 def affinity(

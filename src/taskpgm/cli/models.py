@@ -3,6 +3,11 @@
 
 torch and transformers are imported inside the commands, so ``taskpgm --help`` and the
 numeric commands stay fast and torch-free.
+
+Defaults and flag names come from the run config (:mod:`taskpgm.config`): ``models tiny``
+takes the ``model.tiny`` keys as flags (``--n-layer``, ``--n-embd``, ``--n-head``,
+``--vocab-size``; the old ``--layers``, ``--dim``, ``--heads``, ``--vocab`` still work),
+``experts train`` the ``experts`` section's defaults and ``train`` the ``train`` section's.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from typing import Annotated
 import typer
 
 from taskpgm.cli.common import console
+from taskpgm.config import ExpertsConfig, TinyModelConfig, TrainConfig
+
+_TINY = TinyModelConfig()
+_EXPERTS = ExpertsConfig()
+_TRAIN = TrainConfig()
 
 models_app = typer.Typer(help="Build, load and evaluate causal language models.",
                          no_args_is_help=True)
@@ -34,17 +44,24 @@ def tiny(
     pool: PoolOpt,
     out: Annotated[Path, typer.Option("--out", help="Output model directory.")],
     seed: SeedOpt = 0,
-    layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
-    dim: Annotated[int, typer.Option(help="Hidden size.")] = 128,
-    heads: Annotated[int, typer.Option(help="Attention heads.")] = 4,
-    vocab: Annotated[int, typer.Option(help="Target BPE vocabulary size.")] = 1024,
-    positions: Annotated[int, typer.Option(help="Context length.")] = 256,
+    n_layer: Annotated[int, typer.Option(
+        "--n-layer", "--layers", help="Transformer layers (model.tiny.n_layer).")] = _TINY.n_layer,
+    n_embd: Annotated[int, typer.Option(
+        "--n-embd", "--dim", help="Hidden size, a multiple of --n-head (model.tiny.n_embd).")
+    ] = _TINY.n_embd,
+    n_head: Annotated[int, typer.Option(
+        "--n-head", "--heads", help="Attention heads (model.tiny.n_head).")] = _TINY.n_head,
+    vocab_size: Annotated[int, typer.Option(
+        "--vocab-size", "--vocab", help="Target BPE vocabulary size (model.tiny.vocab_size).")
+    ] = _TINY.vocab_size,
+    n_positions: Annotated[int, typer.Option(
+        "--n-positions", "--positions", help="Context length (no config key).")] = 256,
 ) -> None:
     """Build the embedded tiny GPT-2 with a tokenizer trained on the pool (no download)."""
     from taskpgm.models.tiny import TinyConfig, build_tiny_model
 
-    cfg = TinyConfig(vocab_size=vocab, n_layer=layers, n_embd=dim, n_head=heads,
-                     n_positions=positions)
+    cfg = TinyConfig(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                     n_positions=n_positions)
     path = build_tiny_model(pool, out, seed=seed, config=cfg)
     console.print(f"tiny model written to {path}")
 
@@ -82,10 +99,10 @@ def experts_train(
     pool: PoolOpt,
     base: BaseOpt,
     out: Annotated[Path, typer.Option("--out", help="Experts directory (one sub-directory per task).")],
-    lora: LoraOpt = False,
-    steps: StepsOpt = 200,
-    batch_size: BatchOpt = 16,
-    lr: LrOpt = 1e-3,
+    lora: LoraOpt = _EXPERTS.lora,
+    steps: StepsOpt = _EXPERTS.steps,
+    batch_size: BatchOpt = _EXPERTS.batch_size,
+    lr: LrOpt = _EXPERTS.lr,
     seed: SeedOpt = 0,
     schedule: ScheduleOpt = "cosine",
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: role 'train').")] = None,
@@ -117,10 +134,10 @@ def train(
     data: Annotated[Path, typer.Option("--data", help="Directory with train.jsonl (or a JSONL file).")],
     base: BaseOpt,
     out: Annotated[Path, typer.Option("--out", help="Output model directory.")],
-    lora: LoraOpt = False,
-    steps: StepsOpt = 200,
-    batch_size: BatchOpt = 16,
-    lr: LrOpt = 1e-3,
+    lora: LoraOpt = _TRAIN.lora,
+    steps: StepsOpt = _TRAIN.steps,
+    batch_size: BatchOpt = _TRAIN.batch_size,
+    lr: LrOpt = _TRAIN.lr,
     seed: SeedOpt = 0,
     schedule: ScheduleOpt = "cosine",
     progress: ProgressOpt = True,

@@ -85,12 +85,11 @@ def report(
 
 
 def _execute(cfg, *, plan: bool, progress: bool) -> None:
-    from taskpgm.pipeline import make_runner, run_pipeline
+    from taskpgm.pipeline import make_runner, plan_pipeline, run_pipeline
     from taskpgm.pipeline.demo import checks_table, results_table
 
     if plan:
-        _, runner = make_runner(cfg)
-        for item in runner.plan():
+        for item in plan_pipeline(cfg):
             console.print(f"{item.action:>6}  {item.stage.name}  [dim]{item.reason}[/dim]")
         return
     run_pipeline(cfg, console=console, progress=progress)

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from taskpgm.errors import InputError
+from taskpgm.errors import InputError, TaskPGMError
+from taskpgm.mixture.api import STRATEGIES
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
-    app.command(name="solve")(solve_command)
+    app.command(name="solve")(_flag_errors(solve_command))
+
+
+_PARAMETER_RE = re.compile(r"\bparameter '([a-z_]+)'")
+
+
+def flag_message(message: str) -> str:
+    """A library message with each ``parameter 'name'`` this command has as a flag
+    written as the flag (``parameter 'unimax_budget'`` -> ``--unimax-budget``)."""
+    options = set(inspect.signature(solve_command).parameters)
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        return f"--{name.replace('_', '-')}" if name in options else m.group(0)
+
+    return _PARAMETER_RE.sub(sub, message)
+
+
+def _flag_errors(command):
+    """The library names parameters; on the command line the user set flags."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except TaskPGMError as exc:
+            msg = str(exc)
+            mapped = flag_message(msg)
+            if mapped == msg:
+                raise
+            raise type(exc)(mapped) from None
+
+    return wrapper
 
 
 def _opt_values(path: Path | None, what: str):
@@ -29,9 +65,7 @@ def solve_command(
     out: Annotated[Path | None, typer.Option(help="Write mixture.json here.")] = None,
     names: Annotated[Path | None, typer.Option(help="Task names (one per line / JSON list)."
                                                )] = None,
-    method: Annotated[str, typer.Option(help="taskpgm, taskpgm-paper, uniform, size, "
-                                        "temperature, capped, unimax, given, family-balanced, "
-                                        "cluster-balanced, mixmin")] = "taskpgm",
+    method: Annotated[str, typer.Option(help=", ".join(STRATEGIES))] = "taskpgm",
     kernel: Annotated[str, typer.Option(help="shift (the paper's reference), calibrated "
                                         "(couples only tasks within noise of each other), "
                                         "simplex-shift, clip, exp, laplacian, none")

@@ -22,7 +22,8 @@ from taskpgm.mixture.unary import align_values, unary_utilities
 # Default trade-off, as r = beta/lam in units of 1/n (r = R_REL_DEFAULT / n). With rowsum
 # utilities and no binding bounds the optimum is r_rel * uniform + (1 - r_rel) * the pure
 # diversity point argmin p'Kp, so 0.5 weighs the two ends equally: chosen on that
-# principle, not by tuning on any evaluation (docs/DECISIONS.md D8).
+# principle, not by tuning on any evaluation (docs/DECISIONS.md D8). r_rel = 0 is the pure
+# diversity end itself (the unary term vanishes: min p'Kp on the simplex).
 R_REL_DEFAULT = 0.5
 
 PAPER_LABEL = ("reference procedure: equality-only closed form, then Euclidean projection "
@@ -80,7 +81,7 @@ class EnergyProblem:
 
 def build_problem(inp: MixtureInputs) -> EnergyProblem:
     if inp.affinity is None:
-        raise InputError("TaskPGM needs an affinity matrix (--affinity)")
+        raise InputError("TaskPGM needs an affinity matrix (parameter 'affinity')")
     calibrated = inp.kernel == "calibrated"
     kern = build_kernel(inp.affinity, inp.kernel, floor=inp.params.get("kernel_floor"),
                         sigma=inp.params.get("sigma"),
@@ -132,8 +133,8 @@ def _run_taskpgm(inp: MixtureInputs) -> Mixture:
 
 def _run_greedy(inp: MixtureInputs, prob: EnergyProblem) -> Mixture:
     if inp.caps is not None or inp.floors is not None:
-        raise InputError("budgeted selection (--budget-k / cost budget) does not take caps "
-                         "or floors")
+        raise InputError("budgeted selection (parameter 'budget_k', or parameter "
+                         "'cost_budget') does not take parameter 'caps' or parameter 'floors'")
     costs = inp.params.get("costs")
     cost_arr = None if costs is None else align_values(costs, inp.names, "costs")
     if cost_arr is not None and np.any(cost_arr <= 0):
@@ -156,8 +157,8 @@ def paper_weights(Q: np.ndarray, c: np.ndarray, lower=None, upper=None) -> np.nd
     try:
         fac = cho_factor(Q, lower=True, check_finite=False)
     except LinAlgError:
-        raise InputError("taskpgm-paper needs a positive definite kernel; use --kernel "
-                         "shift or clip (which add a floor)") from None
+        raise InputError("taskpgm-paper needs a positive definite kernel; use kernel "
+                         "'shift' or 'clip' (which add a floor)") from None
     a = cho_solve(fac, c, check_finite=False)
     b = cho_solve(fac, np.ones(len(c)), check_finite=False)
     p = a + (1.0 - a.sum()) / b.sum() * b
@@ -167,7 +168,7 @@ def paper_weights(Q: np.ndarray, c: np.ndarray, lower=None, upper=None) -> np.nd
 
 def _run_paper(inp: MixtureInputs) -> Mixture:
     if inp.budget_k is not None:
-        raise InputError("taskpgm-paper has no budgeted variant; use --method taskpgm")
+        raise InputError("taskpgm-paper has no budgeted variant; use method 'taskpgm'")
     prob = build_problem(inp)
     p = paper_weights(prob.Q, prob.c, prob.lower, prob.upper)
     energy = float(0.5 * p @ prob.Q @ p - prob.c @ p)
@@ -181,14 +182,14 @@ def _run_paper(inp: MixtureInputs) -> Mixture:
 # ---------------------------------------------------------------- size baselines
 def _need_sizes(inp: MixtureInputs, method: str) -> np.ndarray:
     if inp.sizes is None:
-        raise InputError(f"method {method!r} needs task sizes (--sizes FILE)")
+        raise InputError(f"method {method!r} needs task sizes (parameter 'sizes')")
     return inp.sizes
 
 
-def _param(inp: MixtureInputs, key: str, method: str, flag: str) -> float:
+def _param(inp: MixtureInputs, key: str, method: str, meaning: str) -> float:
     v = inp.params.get(key)
     if v is None:
-        raise InputError(f"method {method!r} needs {flag}")
+        raise InputError(f"method {method!r} needs parameter {key!r} ({meaning})")
     return float(v)
 
 
@@ -207,20 +208,20 @@ def _run_size(inp: MixtureInputs) -> Mixture:
 
 
 def _run_temperature(inp: MixtureInputs) -> Mixture:
-    t = _param(inp, "temperature", "temperature", "--temperature T")
+    t = _param(inp, "temperature", "temperature", "the temperature T > 0")
     w = baselines.temperature_weights(_need_sizes(inp, "temperature"), t)
     return _baseline("temperature", w, inp, {"temperature": t})
 
 
 def _run_capped(inp: MixtureInputs) -> Mixture:
-    cap = _param(inp, "cap", "capped", "--cap K (the T5 mixing limit, in examples)")
+    cap = _param(inp, "cap", "capped", "the T5 mixing limit K, in examples")
     w = baselines.capped_weights(_need_sizes(inp, "capped"), cap)
     return _baseline("capped", w, inp, {"cap": cap})
 
 
 def _run_unimax(inp: MixtureInputs) -> Mixture:
-    budget = _param(inp, "unimax_budget", "unimax", "--unimax-budget B (examples)")
-    epochs = _param(inp, "max_epochs", "unimax", "--max-epochs N")
+    budget = _param(inp, "unimax_budget", "unimax", "the budget B, in examples")
+    epochs = _param(inp, "max_epochs", "unimax", "at most N epochs of any task")
     sizes = _need_sizes(inp, "unimax")
     alloc = baselines.unimax_allocation(sizes, budget, epochs)
     m = _baseline("unimax", alloc / alloc.sum(), inp,
@@ -246,7 +247,8 @@ def _run_cluster_balanced(inp: MixtureInputs) -> Mixture:
     from taskpgm.affinity.redundancy import redundancy_clusters
 
     if inp.affinity is None:
-        raise InputError("method 'cluster-balanced' needs an affinity matrix (--affinity)")
+        raise InputError("method 'cluster-balanced' needs an affinity matrix "
+                         "(parameter 'affinity')")
     labels = redundancy_clusters(inp.affinity, inp.noise)
     m = _baseline("cluster-balanced", group_balanced_weights(labels.tolist()), inp,
                   {"noise": "per-entry" if inp.noise is not None else "unknown"})
@@ -260,7 +262,8 @@ def _run_mixmin(inp: MixtureInputs) -> Mixture:
 
     scores = inp.params.get("scores")
     if scores is None:
-        raise InputError("method 'mixmin' needs the experts' scores (--scores DIR)")
+        raise InputError("method 'mixmin' needs the experts' scores (parameter 'scores': a "
+                         "scores directory or a ScoreTable)")
     table = scores if isinstance(scores, ScoreTable) else ScoreTable.load(scores)
     targets = list(inp.targets) if inp.targets else list(inp.names)
     logp, example_weights = mixmin_logprobs(table, inp.names, targets)
@@ -305,15 +308,105 @@ STRATEGIES: dict[str, Strategy] = {
 }
 STRATEGY_OPTIONS = frozenset(o for s in STRATEGIES.values() for o in s.options)
 
+# What each strategy option takes: the one registry the Python API (check_options) and the
+# run config (taskpgm.config, strategy params) both check values against.
+#   number>0 / number>=0: a finite real number (a numeric string is read as one)
+#   bool: true or false;  values>0: a mapping task -> number > 0, or a list of them
+#   weights: a file, a mapping task -> weight or a list;  mapping: task -> label
+#   scores: a scores directory or a ScoreTable
+OPTION_TYPES: dict[str, str] = {
+    "kernel_floor": "number>=0",
+    "sigma": "number>0",
+    "ridge": "number>=0",
+    "scale_utilities": "bool",
+    "costs": "values>0",
+    "cost_budget": "number>0",
+    "temperature": "number>0",
+    "cap": "number>0",
+    "unimax_budget": "number>0",
+    "max_epochs": "number>0",
+    "weights": "weights",
+    "families": "mapping",
+    "scores": "scores",
+}
 
-def check_options(method: str, params: Mapping[str, Any]) -> None:
-    """Refuse an option no strategy knows (a typo) or one this method would ignore."""
+_TYPE_WORDS = {
+    "number>0": "a number > 0", "number>=0": "a number >= 0", "int>=0": "an integer >= 0",
+    "bool": "true or false", "values>0": "a mapping task -> number > 0 or a list of them",
+    "weights": "a file, a mapping task -> weight or a list of weights",
+    "mapping": "a mapping task -> label", "scores": "a scores directory or a ScoreTable",
+}
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_option(kind: str, value: Any) -> Any:
+    """``value`` checked against ``kind`` (a value of :data:`OPTION_TYPES`) and normalised
+    (a numeric string becomes a float); raises ValueError whose message says what the
+    value must be."""
+    want = _TYPE_WORDS.get(kind, kind)
+    if kind in ("number>0", "number>=0"):
+        x = _as_number(value)
+        if x is None or not np.isfinite(x) or (x <= 0 if kind == "number>0" else x < 0):
+            raise ValueError(f"must be {want}, got {value!r}")
+        return float(value) if isinstance(value, str) else value
+    if kind == "int>=0":
+        x = _as_number(value)
+        if x is None or not np.isfinite(x) or x != int(x) or x < 0:
+            raise ValueError(f"must be {want}, got {value!r}")
+        return int(x) if isinstance(value, str) else value
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"must be {want}, got {value!r}")
+        return value
+    if kind == "values>0":
+        items = (list(value.values()) if isinstance(value, Mapping)
+                 else list(value) if isinstance(value, (list, tuple, np.ndarray)) else None)
+        if items is None or any((x := _as_number(v)) is None or not np.isfinite(x) or x <= 0
+                                for v in items):
+            raise ValueError(f"must be {want}, got {value!r}")
+        return value
+    if kind == "weights":
+        from pathlib import PurePath
+
+        if not isinstance(value, (str, PurePath, Mapping, list, tuple, np.ndarray)):
+            raise ValueError(f"must be {want}, got {value!r}")
+        return value
+    if kind == "mapping":
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be {want}, got {value!r}")
+        return value
+    return value
+
+
+def check_options(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse an option no strategy knows (a typo), one this method would ignore, or a
+    value of the wrong type or range; returns the options with numeric strings read."""
+    out: dict[str, Any] = {}
     for key, value in params.items():
         if key not in STRATEGY_OPTIONS:
             raise InputError(f"unknown option {key!r} for method {method!r} (options: "
                              f"{', '.join(STRATEGIES[method].options) or 'none'})")
         if value is not None and key not in STRATEGIES[method].options:
             raise InputError(f"option {key!r} does not apply to method {method!r}")
+        if value is not None:
+            try:
+                value = parse_option(OPTION_TYPES[key], value)
+            except ValueError as exc:
+                raise InputError(f"parameter {key!r} {exc}") from None
+        out[key] = value
+    return out
 
 
 # ---------------------------------------------------------------- entry points
@@ -334,13 +427,13 @@ def _resolve_names(affinity, names: Sequence[str] | None, sizes) -> tuple[list[s
     raise InputError("give an affinity matrix, task names, or a mapping of task sizes")
 
 
-def _positive(x: float, what: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number, got {x!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise InputError(f"{what} must be a positive number, got {x!r}")
+def _number(x: float, what: str, *, zero_ok: bool) -> float:
+    v = _as_number(x)
+    if v is None:
+        raise InputError(f"parameter {what!r} must be a number, got {x!r}")
+    if not (np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
+        raise InputError(f"parameter {what!r} must be a finite number "
+                         f"{'>= 0' if zero_ok else '> 0'}, got {x!r}")
     return v
 
 
@@ -349,16 +442,18 @@ def resolve_trade_off(n: int, beta: float | None, lam: float | None,
     """(beta, lam) from either ``beta``/``lam`` or ``r_rel`` (r = beta/lam = r_rel/n).
 
     Giving neither uses ``r_rel = R_REL_DEFAULT``; giving only one of beta/lam leaves the
-    other at 1. Both forms at once would be ambiguous, so that is an error.
+    other at 1. Both forms at once would be ambiguous, so that is an error. ``r_rel = 0``
+    is the pure-diversity end: the unary term vanishes and the optimum is argmin p'Kp on
+    the simplex. ``beta`` and ``lam`` stay > 0 (weights of two terms; r_rel spells the end).
     """
     if r_rel is not None:
         if beta is not None or lam is not None:
             raise InputError("give r_rel or beta/lam, not both (r = beta/lam = r_rel/n)")
-        return _positive(r_rel, "r_rel") / max(n, 1), 1.0
+        return _number(r_rel, "r_rel", zero_ok=True) / max(n, 1), 1.0
     if beta is None and lam is None:
         return R_REL_DEFAULT / max(n, 1), 1.0
-    return (_positive(1.0 if beta is None else beta, "beta"),
-            _positive(1.0 if lam is None else lam, "lam (lambda)"))
+    return (_number(1.0 if beta is None else beta, "beta", zero_ok=False),
+            _number(1.0 if lam is None else lam, "lam", zero_ok=False))
 
 
 def make_inputs(
@@ -390,10 +485,13 @@ def make_inputs(
         raise InputError("a task name appears twice")
     beta, lam = resolve_trade_off(n, beta, lam, r_rel)
     if budget_k is not None:
-        if isinstance(budget_k, bool) or int(budget_k) != budget_k or budget_k < 1:
-            raise InputError(f"budget k must be a positive integer, got {budget_k!r}")
-        if budget_k > n:
-            raise InputError(f"budget k = {budget_k} exceeds the number of tasks ({n})")
+        k = _as_number(budget_k) if not isinstance(budget_k, str) else None
+        if k is None or not np.isfinite(k) or k != int(k) or k < 1:
+            raise InputError(f"parameter 'budget_k' must be a positive integer, "
+                             f"got {budget_k!r}")
+        if k > n:
+            raise InputError(f"parameter 'budget_k' = {budget_k} exceeds the number of "
+                             f"tasks ({n})")
         budget_k = int(budget_k)
     size_arr = None if sizes is None else align_values(sizes, task_names, "sizes")
     cap_arr = None if caps is None else align_values(caps, task_names, "caps")
@@ -446,7 +544,8 @@ def solve(
     size baselines when ``names`` or a ``sizes`` mapping names the tasks. ``caps``,
     ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
     Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
-    -> 0 = pure diversity) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT`` (0.5).
+    0 = pure diversity, min p'Kp) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT``
+    (0.5).
     Defaults: the paper's reference ``shift`` kernel and ``unary="auto"``, i.e. rowsum
     with every reference kernel and ``balanced`` utilities with ``kernel="calibrated"``
     (the redundancy-aware candidate; docs/DECISIONS.md D12-D13 say why it is not yet
@@ -462,7 +561,7 @@ def solve(
     """
     if method not in STRATEGIES:
         raise InputError(f"unknown method {method!r} (choose from {', '.join(STRATEGIES)})")
-    check_options(method, params)
+    params = check_options(method, params)
     inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
                       utilities=utilities, beta=beta, lam=lam, r_rel=r_rel, budget_k=budget_k,
                       caps=caps, floors=floors, sizes=sizes, noise=noise, **params)
@@ -517,13 +616,13 @@ def r_path(
     """Exact mixtures for each r = beta/lambda (lambda = 1), warm-starting each solve
     from its neighbour's support. With ``unary='rowsum'`` only r matters and r = 1/n
     gives the uniform mixture."""
-    check_options("taskpgm", params)
+    params = check_options("taskpgm", params)
     inp = make_inputs(affinity, names=names, kernel=kernel, unary=unary, targets=targets,
                       utilities=utilities, caps=caps, floors=floors, noise=noise, **params)
     prob = build_problem(inp)
     r_arr = default_rs(inp.n) if rs is None else np.asarray(list(rs), dtype=np.float64)
-    if r_arr.size == 0 or not np.all(np.isfinite(r_arr)) or np.any(r_arr <= 0):
-        raise InputError("r values must be positive numbers")
+    if r_arr.size == 0 or not np.all(np.isfinite(r_arr)) or np.any(r_arr < 0):
+        raise InputError("r values must be finite numbers >= 0 (0 = pure diversity)")
     out_w, out_e, out_s, out_k, out_i = [], [], [], [], []
     warm = None
     for r in r_arr:

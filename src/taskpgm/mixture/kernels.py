@@ -128,7 +128,8 @@ def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict
     cond = (rho * n + abs(alpha) + shift + float(np.max(np.abs(w)))) / t
     if cond > _SIMPLEX_MAX_COND:
         raise InputError(f"kernel floor {f:.3g} is too small for 'simplex-shift': K would "
-                         f"have condition number {cond:.2g}; use a larger --kernel-floor")
+                         f"have condition number {cond:.2g}; use a larger parameter "
+                         "'kernel_floor'")
     K = A + shift * np.eye(n) + rho * np.ones((n, n))
     return symmetrise(K), {
         "floor": f, "shift": shift, "rho": rho,
@@ -186,12 +187,12 @@ def build_kernel(
         scale = max(1.0, float(np.max(np.abs(S))))
         if asym > _SYM_TOL * scale:
             raise InputError(f"kernel 'none' needs a symmetric matrix (max |S - S'| = {asym:.3g});"
-                             " use --kernel shift or clip")
+                             " use kernel 'shift' or 'clip'")
         K = symmetrise(S)
         w = np.linalg.eigvalsh(K)
         if w[0] < -_PSD_TOL * max(1.0, float(np.max(np.abs(w)))):
             raise InputError(f"kernel 'none' needs a PSD matrix, smallest eigenvalue is "
-                             f"{w[0]:.6g}; use --kernel shift or clip")
+                             f"{w[0]:.6g}; use kernel 'shift' or 'clip'")
         return Kernel(K, kind, {"eig_min": float(w[0]), "eig_max": float(w[-1])})
     A = symmetrise(S)
     if kind == "shift":

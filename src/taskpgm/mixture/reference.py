@@ -30,8 +30,9 @@ def group_balanced_weights(groups: Sequence[object]) -> np.ndarray:
 def family_labels(names: Sequence[str], families: Mapping[str, str | None] | None) -> list[str]:
     """Each task's family; a task without a label is a family of its own."""
     if families is None:
-        raise InputError("method 'family-balanced' needs family labels (--pool POOL whose "
-                         "pool.json sets 'family', or families={task: family})")
+        raise InputError("method 'family-balanced' needs family labels (parameter "
+                         "'families': a mapping task -> family, e.g. from a pool whose "
+                         "pool.json sets 'family')")
     if not isinstance(families, Mapping):
         raise InputError("families must be a mapping task -> family label")
     missing = [n for n in names if n not in families]
@@ -54,7 +55,8 @@ def given_weights(weights, names: Sequence[str]) -> tuple[np.ndarray, str | None
 
     source = None
     if weights is None:
-        raise InputError("method 'given' needs weights (--weights FILE, or weights=...)")
+        raise InputError("method 'given' needs parameter 'weights' (a file, a mapping "
+                         "task -> weight or a list)")
     if isinstance(weights, (str, Path)):
         source = str(weights)
         weights = _read_weights(Path(weights), read_values)

@@ -48,20 +48,22 @@ def unary_utilities(
         return n * K @ balanced_reference(K)
     if kind == "target":
         if not targets:
-            raise InputError("unary 'target' needs at least one target task (--targets)")
+            raise InputError("unary 'target' needs at least one target task "
+                             "(parameter 'targets')")
         pos = {name: i for i, name in enumerate(names)}
         unknown = [t for t in targets if t not in pos]
         if unknown:
             raise InputError(
                 f"target task {unknown[0]!r} has no row in the affinity matrix"
-                f" ({len(unknown)} of {len(targets)} targets); for held-out targets use"
-                " 'taskpgm utilities' and '--unary given --utilities FILE'"
+                f" ({len(unknown)} of {len(targets)} targets); for held-out targets measure"
+                " utilities from the scores (taskpgm.affinity.utilities.target_utilities)"
+                " and use unary 'given' with them"
             )
         cols = [pos[t] for t in targets]
         return K[:, cols].mean(axis=1)
     if kind == "given":
         if utilities is None:
-            raise InputError("unary 'given' needs utilities (--utilities FILE)")
+            raise InputError("unary 'given' needs utilities (parameter 'utilities')")
         return _align(utilities, names, "utilities")
     raise InputError(f"unknown unary {kind!r} (choose from {', '.join(UNARIES)})")
 
@@ -71,7 +73,7 @@ def balanced_reference(K: np.ndarray) -> np.ndarray:
     deg = K.sum(axis=1)
     if np.any(deg <= 0):
         raise InputError("unary 'balanced' needs a kernel with positive row sums "
-                         "(use kernel calibrated or exp), or choose --unary rowsum")
+                         "(use kernel 'calibrated' or 'exp'), or unary 'rowsum'")
     q = 1.0 / deg
     return q / q.sum()
 

@@ -43,7 +43,8 @@ class TaskEval:
 
 
 def option_accuracy(loaded: LoadedModel, examples: Sequence[Example],
-                    max_batch_tokens: int = 8192) -> tuple[float, float]:
+                    max_batch_tokens: int = 8192,
+                    batch_size: int | None = None) -> tuple[float, float]:
     """(accuracy, length-normalised accuracy) from option log-likelihoods."""
     pairs, owner = [], []
     for i, ex in enumerate(examples):
@@ -53,7 +54,7 @@ def option_accuracy(loaded: LoadedModel, examples: Sequence[Example],
             pairs.append((ex.prompt, opt))
             owner.append(i)
     scored = score_pairs(loaded, pairs, ScoreSettings(append_eos=False),
-                         max_batch_tokens=max_batch_tokens)
+                         max_batch_tokens=max_batch_tokens, batch_size=batch_size)
     hits = hits_norm = 0
     pos = 0
     for ex in examples:
@@ -105,25 +106,36 @@ def evaluate_model(
     *,
     max_new_tokens: int = 32,
     max_batch_tokens: int = 8192,
+    batch_size: int | None = None,
     device: str | None = None,
 ) -> dict[str, TaskEval]:
-    """Evaluate a model on ``tasks`` (default: all) of ``pool``; task -> :class:`TaskEval`."""
+    """Evaluate a model on ``tasks`` (default: all) of ``pool``; task -> :class:`TaskEval`.
+
+    ``batch_size``: at most this many examples per forward pass, when scoring and when
+    generating (``None``: the scoring engine's token budget, and 32 prompts per generation
+    batch).
+    """
     # Checked before the model loads, so a typo costs nothing.
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r} (use one of {', '.join(SPLITS)})")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
     loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
     names = list(tasks) if tasks is not None else pool.names
     for name in names:
         pool.task(name)
     with cpu_threads_for(loaded.model, loaded.device):
-        return _evaluate(loaded, pool, names, split, max_new_tokens, max_batch_tokens)
+        return _evaluate(loaded, pool, names, split, max_new_tokens, max_batch_tokens,
+                         batch_size)
 
 
 def _evaluate(loaded: LoadedModel, pool: Pool, names: list[str], split: str,
-              max_new_tokens: int, max_batch_tokens: int) -> dict[str, TaskEval]:
+              max_new_tokens: int, max_batch_tokens: int,
+              batch_size: int | None = None) -> dict[str, TaskEval]:
     results: dict[str, TaskEval] = {}
     for name in names:
         info = pool.task(name)
@@ -132,14 +144,16 @@ def _evaluate(loaded: LoadedModel, pool: Pool, names: list[str], split: str,
         if not examples:
             raise InputError(f"{path}: task {name!r} has no examples in split {split!r}")
         scored = score_pairs(loaded, [(e.prompt, e.response) for e in examples],
-                             max_batch_tokens=max_batch_tokens)
+                             max_batch_tokens=max_batch_tokens, batch_size=batch_size)
         n_tok = int(scored.n_tokens.sum())
         res = TaskEval(name, info.kind, split, len(examples), n_tok,
                        float(-scored.logprob.sum() / max(n_tok, 1)))
         if info.kind == "multiple_choice":
-            res.accuracy, res.accuracy_norm = option_accuracy(loaded, examples, max_batch_tokens)
+            res.accuracy, res.accuracy_norm = option_accuracy(loaded, examples, max_batch_tokens,
+                                                              batch_size)
         else:
-            gens = greedy_generate(loaded, [e.prompt for e in examples], max_new_tokens)
+            gens = greedy_generate(loaded, [e.prompt for e in examples], max_new_tokens,
+                                   **({} if batch_size is None else {"batch_size": batch_size}))
             res.exact_match = float(np.mean([g.strip() == e.response.strip()
                                              for g, e in zip(gens, examples, strict=True)]))
         results[name] = res

@@ -7,7 +7,9 @@ number of response tokens; optionally the top-k next-token log-probabilities at 
 response position, for Jensen-Shannon affinity.
 
 Speed: examples are sorted by length and cut into batches of about ``max_batch_tokens``
-padded tokens (little padding), ``log_softmax`` runs only on response positions, one
+padded tokens (little padding) and at most ``batch_size`` examples (the run config's
+``scoring.batch_size``; default: the token budget and 256 rows), ``log_softmax`` runs only
+on response positions, one
 loaded expert scores all tasks, and on a GPU the forward pass runs under bf16/fp16
 autocast while log-softmax and sums stay in fp32/fp64.
 
@@ -33,6 +35,7 @@ from taskpgm.io import read_json, sha256_file
 from taskpgm.models.encode import Encoded, encode_pairs, length_batches, model_max_length
 from taskpgm.models.load import ADAPTER_CONFIG, LoadedModel, cpu_threads_for, load_model
 from taskpgm.models.train import collate
+from taskpgm.portable import portable_path
 from taskpgm.progress import bars_enabled
 from taskpgm.scores import (
     SCORES_MANIFEST,
@@ -46,7 +49,7 @@ from taskpgm.scores import (
 from taskpgm.tasks.pool import Pool
 
 BASE_EXPERT = "base"
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray")  # taskpgm.config.EXECUTORS repeats it (that module avoids torch)
 
 
 @dataclass
@@ -84,10 +87,16 @@ def score_encoded(
     pad_id: int,
     topk: int = 0,
     max_batch_tokens: int = 8192,
+    batch_size: int | None = None,
     device: torch.device | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoredBatch:
-    """Score encoded examples; results come back in the input order."""
+    """Score encoded examples; results come back in the input order.
+
+    Each forward pass holds at most ``max_batch_tokens`` padded tokens and at most
+    ``batch_size`` examples (``None``: the engine's own cap of 256). Batching changes
+    the numbers by float noise only: every row is scored under its own attention mask.
+    """
     device = device or next(model.parameters()).device
     amp = autocast_dtype(model, device)
     m = len(encs)
@@ -95,7 +104,8 @@ def score_encoded(
     n_tokens = np.array([e.n_response for e in encs], dtype=np.int32)
     tk_ids: list[np.ndarray | None] = [None] * m
     tk_lp: list[np.ndarray | None] = [None] * m
-    batches = length_batches([len(e) for e in encs], max_batch_tokens)
+    rows_cap = {} if batch_size is None else {"max_batch": batch_size}
+    batches = length_batches([len(e) for e in encs], max_batch_tokens, **rows_cap)
     with torch.inference_mode():
         for idx in batches:
             rows_enc = [encs[i] for i in idx]
@@ -135,6 +145,7 @@ def score_pairs(
     settings: ScoreSettings | None = None,
     *,
     max_batch_tokens: int = 8192,
+    batch_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoredBatch:
     """Encode (prompt, response) pairs with the model's tokenizer and score them."""
@@ -142,8 +153,8 @@ def score_pairs(
     max_len = s.max_length or model_max_length(loaded.model)
     encs = encode_pairs(loaded.tokenizer, pairs, append_eos=s.append_eos, max_length=max_len)
     return score_encoded(loaded.model, encs, pad_id=loaded.tokenizer.pad_token_id, topk=s.topk,
-                         max_batch_tokens=max_batch_tokens, device=loaded.device,
-                         on_batch=on_batch)
+                         max_batch_tokens=max_batch_tokens, batch_size=batch_size,
+                         device=loaded.device, on_batch=on_batch)
 
 
 # -- one expert, many tasks -------------------------------------------------------------
@@ -160,6 +171,7 @@ def score_expert(
     device: str | None = None,
     threads: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    batch_size: int | None = None,
 ) -> list[str]:
     """Write the missing shards of one expert; returns the tasks it scored this time."""
     todo = [t for t in tasks if not shard_path(out, expert_name, t).is_file()]
@@ -170,16 +182,18 @@ def score_expert(
     done = []
     with cpu_threads_for(loaded.model, loaded.device, threads):
         done = _score_tasks(expert_name, loaded, pool, todo, out, settings, max_batch_tokens,
-                            on_batch)
+                            on_batch, batch_size)
     return done
 
 
-def _score_tasks(expert_name, loaded, pool, todo, out, settings, max_batch_tokens, on_batch):
+def _score_tasks(expert_name, loaded, pool, todo, out, settings, max_batch_tokens, on_batch,
+                 batch_size=None):
     done = []
     for task in todo:
         examples = pool.examples(task, "probe")
         scored = score_pairs(loaded, [(e.prompt, e.response) for e in examples], settings,
-                             max_batch_tokens=max_batch_tokens, on_batch=on_batch)
+                             max_batch_tokens=max_batch_tokens, batch_size=batch_size,
+                             on_batch=on_batch)
         write_shard(shard_path(out, expert_name, task), Shard(
             [e.id for e in examples], scored.logprob, scored.n_tokens,
             scored.topk_ids, scored.topk_logprobs,
@@ -253,6 +267,7 @@ def score_pool(
     tasks: Sequence[str] | None = None,
     address: str | None = None,
     max_batch_tokens: int = 8192,
+    batch_size: int | None = None,
     device: str | None = None,
     gpus_per_task: float = 0.0,
     settings: ScoreSettings | None = None,
@@ -261,6 +276,10 @@ def score_pool(
     """Score every task's probe split with every expert (and the base model, if given).
 
     Shards that already exist under ``out`` are kept; only missing ones are computed.
+    ``batch_size``: at most this many probe examples per forward pass (``None``: the
+    token budget ``max_batch_tokens`` and the engine's cap of 256). Like
+    ``max_batch_tokens`` it changes scores by float noise only, so it is not part of the
+    scores' fingerprint: a resumed run may use another value.
     """
     if executor not in EXECUTORS:
         raise InputError(f"score: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
@@ -268,6 +287,9 @@ def score_pool(
             or max_batch_tokens < 1:
         raise InputError(f"score: max batch tokens must be a positive integer, "
                          f"got {max_batch_tokens!r}")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"score: batch_size must be a positive integer, got {batch_size!r}")
     if device is not None and executor == "local":  # Ray workers may have GPUs we lack
         from taskpgm.models.load import pick_device
 
@@ -284,7 +306,7 @@ def score_pool(
     manifest = ScoresManifest(
         experts=list(expert_dirs), tasks=task_names, topk=settings.topk,
         metadata={"fingerprint": fp, "settings": asdict(settings),
-                  "probe_sha256": digests, "pool": str(pool.root)},
+                  "probe_sha256": digests, "pool": portable_path(pool.root, out)},
     )
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, manifest)
@@ -298,10 +320,10 @@ def score_pool(
     if todo:
         if executor == "local":
             _run_local(todo, pool, task_names, out, settings, max_batch_tokens, device,
-                       progress, n_examples)
+                       progress, n_examples, batch_size)
         else:
             _run_ray(todo, pool, task_names, out, settings, max_batch_tokens, device, address,
-                     gpus_per_task, progress)
+                     gpus_per_task, progress, batch_size)
     table = ScoreTable.load(out)
     table.manifest.metadata["run"] = {"shards_computed": n_missing,
                                       "seconds": time.perf_counter() - t0}  # not written
@@ -319,7 +341,8 @@ def _check_existing(out: Path, fp: str) -> None:
                          "use a new output directory or delete it")
 
 
-def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progress, n_ex):
+def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progress, n_ex,
+               batch_size=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -329,13 +352,14 @@ def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progr
             t = bar.add_task(f"scoring with {name}", total=n_ex)
             score_expert(name, d, pool.root, tasks, out, settings,
                          max_batch_tokens=max_batch_tokens, device=device,
-                         on_batch=lambda n, t=t: bar.update(t, advance=n))
+                         on_batch=lambda n, t=t: bar.update(t, advance=n),
+                         batch_size=batch_size)
             bar.remove_task(t)
             bar.update(overall, advance=1)
 
 
 def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address,
-             gpus_per_task, progress):
+             gpus_per_task, progress, batch_size=None):
     try:
         import ray
     except ImportError:
@@ -350,7 +374,7 @@ def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(_ray_score_expert)
     refs = {remote.remote(name, str(Path(d).resolve()), str(Path(pool.root).resolve()),
                           list(tasks), str(Path(out).resolve()), asdict(settings),
-                          max_batch_tokens, device): name
+                          max_batch_tokens, device, batch_size): name
             for name, d in todo.items()}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=True, disable=not bars_enabled(progress)) as bar:
@@ -369,7 +393,8 @@ def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address
 
 
 def _ray_score_expert(name, expert_dir, pool_root, tasks, out, settings, max_batch_tokens,
-                      device):
+                      device, batch_size=None):
     # One CPU per Ray task: more intra-op threads would just fight the other tasks.
     return score_expert(name, expert_dir, pool_root, tasks, out, ScoreSettings(**settings),
-                        max_batch_tokens=max_batch_tokens, device=device, threads=1)
+                        max_batch_tokens=max_batch_tokens, device=device, threads=1,
+                        batch_size=batch_size)

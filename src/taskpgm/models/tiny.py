@@ -12,21 +12,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskpgm.config import TinyModelConfig
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json
+from taskpgm.portable import portable_path
 from taskpgm.tasks.pool import Pool
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 BUILD_INFO = "taskpgm_model.json"
+# One source of the defaults: the run config's model.tiny section (which ``taskpgm models
+# tiny`` also reads); n_positions has no config key.
+_SHAPE = TinyModelConfig()
 
 
 @dataclass(frozen=True)
 class TinyConfig:
-    vocab_size: int = 1024
-    n_layer: int = 2
-    n_embd: int = 128
-    n_head: int = 4
+    vocab_size: int = _SHAPE.vocab_size
+    n_layer: int = _SHAPE.n_layer
+    n_embd: int = _SHAPE.n_embd
+    n_head: int = _SHAPE.n_head
     n_positions: int = 256
 
     def check(self) -> None:
@@ -111,11 +116,11 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(model_cfg)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, replaces=BUILD_INFO) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         atomic_write_json(tmp / BUILD_INFO, {
-            "kind": "tiny-gpt2", "seed": seed, "pool": str(pool.root),
+            "kind": "tiny-gpt2", "seed": seed, "pool": portable_path(pool.root, out),
             "config": cfg.__dict__, "parameters": sum(p.numel() for p in model.parameters()),
         })
     return out

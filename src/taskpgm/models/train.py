@@ -19,29 +19,41 @@ from typing import Any
 import numpy as np
 import torch
 
+from taskpgm.config import ExpertsConfig as _ExpertsSection
+from taskpgm.config import TrainConfig as _TrainSection
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, read_json
 from taskpgm.models.data import as_pairs
 from taskpgm.models.encode import Encoded, encode_pairs, model_max_length
 from taskpgm.models.load import cpu_threads_for, load_model
+from taskpgm.portable import portable_path, resolve_recorded
 from taskpgm.progress import bars_enabled
 from taskpgm.tasks.pool import Pool
 
 TRAIN_MARKER = "taskpgm_train.json"
 IGNORE = -100
 
+# One source of the defaults: the run config's ``train`` and ``experts`` sections
+# (taskpgm.config), which the CLI's ``taskpgm train`` / ``experts train`` also read.
+_TRAIN = _TrainSection()
+_EXPERTS = _ExpertsSection()
+
 
 @dataclass
 class TrainConfig:
-    steps: int = 200
-    batch_size: int = 16
-    lr: float = 1e-3
+    """The trainer's full settings. ``steps``, ``batch_size``, ``lr`` and ``lora`` default
+    to the run config's ``train`` section (:class:`taskpgm.config.TrainConfig`); the rest
+    have no config key."""
+
+    steps: int = _TRAIN.steps
+    batch_size: int = _TRAIN.batch_size
+    lr: float = _TRAIN.lr
     weight_decay: float = 0.0
     warmup_frac: float = 0.1
     schedule: str = "cosine"  # or "linear"
     max_length: int | None = None  # default: the model's context size
     seed: int = 0
-    lora: bool = False
+    lora: bool = _TRAIN.lora
     lora_r: int = 8
     lora_alpha: int = 16
     lora_targets: list[str] | None = None  # None: peft's default for the architecture
@@ -114,11 +126,11 @@ def train_model(
     train_examples_or_data_dir: Any,
     out: str | Path,
     *,
-    steps: int = 200,
-    batch_size: int = 16,
-    lr: float = 1e-3,
+    steps: int = _TRAIN.steps,
+    batch_size: int = _TRAIN.batch_size,
+    lr: float = _TRAIN.lr,
     seed: int = 0,
-    lora: bool = False,
+    lora: bool = _TRAIN.lora,
     config: TrainConfig | None = None,
     progress: bool = True,
     description: str = "train",
@@ -127,7 +139,8 @@ def train_model(
     """Fine-tune ``base`` on prompt/response pairs and save the result to ``out``.
 
     ``train_examples_or_data_dir`` is a directory with ``train.jsonl``, a JSONL path, a
-    list of pool ``Example`` objects, or ``(prompt, response)`` pairs.
+    list of pool ``Example`` objects, or ``(prompt, response)`` pairs. With ``config``
+    the keyword settings are ignored (``config.lora`` decides LoRA).
     """
     cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora)
     cfg.check()
@@ -137,7 +150,7 @@ def train_model(
     model, tok, dev = loaded.model, loaded.tokenizer, loaded.device
     max_len = cfg.max_length or model_max_length(model)
     encs = encode_pairs(tok, pairs, append_eos=True, max_length=max_len)
-    if lora:
+    if cfg.lora:
         model = _wrap_lora(model, cfg, base)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -168,7 +181,7 @@ def train_model(
     tail = losses[-max(1, len(losses) // 10):]
     result = TrainResult(Path(out), cfg.steps, len(encs), losses[0], float(np.mean(tail)),
                          seconds, tokens)
-    _save(model, tok, Path(out), cfg, result, base, lora, extra_info)
+    _save(model, tok, Path(out), cfg, result, base, cfg.lora, extra_info)
     return result
 
 
@@ -188,14 +201,15 @@ def _wrap_lora(model: Any, cfg: TrainConfig, base: str | Path) -> Any:
 
 def _save(model: Any, tok: Any, out: Path, cfg: TrainConfig, result: TrainResult,
           base: str | Path, lora: bool, extra: dict[str, Any] | None) -> None:
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, replaces=TRAIN_MARKER) as tmp:
         if lora:
-            # Adapters only; the loader finds the base through an absolute path.
+            # Adapters only; the loader (ours and peft's) finds the base through this path,
+            # so it stays absolute: the one path an artifact records that is not portable.
             model.peft_config["default"].base_model_name_or_path = str(Path(base).resolve())
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         info = {
-            "base": str(base), "lora": lora, "config": asdict(cfg),
+            "base": portable_path(base, out), "lora": lora, "config": asdict(cfg),
             "n_examples": result.n_examples, "first_loss": result.first_loss,
             "final_loss": result.final_loss, "tokens": result.tokens,
         }
@@ -250,11 +264,11 @@ def train_experts(
     out: str | Path,
     *,
     tasks: list[str] | None = None,
-    steps: int = 200,
-    batch_size: int = 16,
-    lr: float = 1e-3,
+    steps: int = _EXPERTS.steps,
+    batch_size: int = _EXPERTS.batch_size,
+    lr: float = _EXPERTS.lr,
     seed: int = 0,
-    lora: bool = False,
+    lora: bool = _EXPERTS.lora,
     progress: bool = True,
     config: TrainConfig | None = None,
 ) -> dict[str, TrainResult | None]:
@@ -305,7 +319,7 @@ def train_experts(
             listed = list(dict.fromkeys(kept + listed))
         except InputError:
             pass  # a damaged listing is simply rewritten
-    atomic_write_json(out / "experts.json", {"base": str(base), "tasks": listed})
+    atomic_write_json(out / "experts.json", {"base": portable_path(base, out), "tasks": listed})
     return results
 
 
@@ -328,7 +342,8 @@ def settings_mismatch(model_dir: str | Path, base: str | Path,
         return []
     diffs = []
     old_base = info.get("base")
-    if old_base is not None and Path(old_base).resolve() != Path(base).resolve():
+    if old_base is not None and old_base != str(base) and \
+            resolve_recorded(old_base, model_dir) != Path(base).resolve():
         diffs.append(f"base {old_base} (now {base})")
     old_cfg = info.get("config") or {}
     new_cfg = asdict(config)

@@ -13,9 +13,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from taskpgm.config import Config, save_config
+from taskpgm.config import Config, dump_config
+from taskpgm.errors import InputError
+from taskpgm.io import atomic_write_text
 from taskpgm.pipeline.framework import PlanItem, Runner, RunSummary, Stage
-from taskpgm.pipeline.stages import BASE_EVAL, PipelineContext, RunPaths, build_stages
+from taskpgm.pipeline.lock import run_lock
+from taskpgm.pipeline.stages import (
+    BASE_EVAL,
+    PipelineContext,
+    RunPaths,
+    build_stages,
+    preflight,
+)
 
 
 def make_runner(cfg: Config, run_dir: str | Path | None = None, progress: bool = True
@@ -27,9 +36,45 @@ def make_runner(cfg: Config, run_dir: str | Path | None = None, progress: bool =
 def run_pipeline(cfg: Config, run_dir: str | Path | None = None, *,
                  console: Console | None = None, progress: bool = True) -> RunSummary:
     console = console or Console(highlight=False)
-    ctx, runner = make_runner(cfg, run_dir, progress)
-    ctx.paths.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, ctx.paths.config)
+    root = Path(run_dir) if run_dir is not None else Path(cfg.run.dir)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: run.dir is a file, not a directory")
+    root.mkdir(parents=True, exist_ok=True)
+    with run_lock(root):
+        # Read the record only under the lock: another run may just have finished.
+        ctx, runner = make_runner(cfg, root, progress)
+        check_plan(ctx, runner, runner.plan())
+        atomic_write_text(ctx.paths.config, dump_config(cfg))
+        return _run(runner, console)
+
+
+def plan_pipeline(cfg: Config, run_dir: str | Path | None = None) -> list[PlanItem]:
+    """What a run would do, after every check a run would make before its first stage
+    (``taskpgm run --plan``); runs nothing, writes nothing."""
+    ctx, runner = make_runner(cfg, run_dir, progress=False)
+    if ctx.paths.root.exists() and not ctx.paths.root.is_dir():
+        raise InputError(f"{ctx.paths.root}: run.dir is a file, not a directory")
+    items = runner.plan()
+    check_plan(ctx, runner, items)
+    return items
+
+
+def check_plan(ctx: PipelineContext, runner: Runner, items: list[PlanItem]) -> None:
+    """Refuse before any work: files the run would delete but did not write, and (when
+    the pool is already there to read) task names and splits later stages need."""
+    runner.check(items)
+    pool_item = next(i for i in items if i.stage.name == "pool")
+    if ctx.cfg.pool.source == "dir" or pool_item.action == "skip":
+        preflight(ctx)
+    if ctx.paths.config.is_file() and not runner.record_path.exists() and \
+            ctx.paths.config.read_bytes() != dump_config(ctx.cfg).encode("utf-8"):
+        # A directory that has never held a run: a different config.yaml there is the
+        # user's own (e.g. `taskpgm run my.yaml --dir .`); overwriting it would lose it.
+        raise InputError(f"{ctx.paths.config}: exists and was not written by a taskpgm run; "
+                         "move it away or choose another run.dir")
+
+
+def _run(runner: Runner, console: Console) -> RunSummary:
 
     def on_event(kind: str, item: PlanItem, seconds: float | None) -> None:
         name = item.stage.name
@@ -51,5 +96,6 @@ __all__ = [
     "Runner",
     "Stage",
     "make_runner",
+    "plan_pipeline",
     "run_pipeline",
 ]

@@ -8,10 +8,17 @@ that read it and of everything downstream of them — and of nothing else.
 ``stages.json`` in the run directory records, per stage, the fingerprint it last ran
 with and whether it finished (``done``) or was interrupted (``running``). On a re-run:
 
-* ``done`` with the same fingerprint and all outputs present -> skipped;
-* ``running`` with the same fingerprint and the stage is internally resumable (experts,
-  scoring) -> run again *keeping* its partial outputs, so it redoes only what is missing;
+* ``done`` with the same fingerprint and every recorded output file unchanged -> skipped;
+* ``done`` but a recorded file is missing or changed -> a resumable stage (experts,
+  scoring) removes the damaged part (one expert, one shard) and resumes; any other stage
+  runs again;
+* ``running`` with the same fingerprint and the stage is internally resumable -> run
+  again *keeping* its partial outputs, so it redoes only what is missing;
 * anything else -> its outputs are removed and it runs from scratch.
+
+A finished stage records every file it wrote (:mod:`taskpgm.pipeline.ownership`); only
+those are ever removed. A file under a stage's outputs that no record lists is the
+user's: a run that would have to replace it refuses, naming it, before any stage runs.
 
 The record is rewritten atomically after every state change, so a SIGKILL at any
 moment leaves a consistent file.
@@ -32,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_write_json, read_json
+from taskpgm.pipeline import ownership
 
 STAGES_FILE = "stages.json"
 
@@ -63,6 +71,9 @@ class StageState(BaseModel):
     fingerprint: str
     status: Literal["running", "done"]
     seconds: float | None = None
+    # Every file the finished stage wrote: relative path -> [size, mtime_ns, sha256].
+    # None for a record from before files were recorded (then the outputs are trusted whole).
+    files: dict[str, list] | None = None
 
 
 class StagesRecord(BaseModel):
@@ -102,6 +113,8 @@ class PlanItem:
     fingerprint: str
     action: Action
     reason: str
+    # Damaged parts of a finished resumable stage, removed before it resumes.
+    repair: tuple[str, ...] = ()
 
 
 @dataclass
@@ -150,6 +163,7 @@ class Runner:
             fp = self.fingerprints[st.name]
             state = self.record.stages.get(st.name)
             upstream = [d for d in st.deps if d in rerun]
+            repair: tuple[str, ...] = ()
             if state is None:
                 action, reason = "run", "not run yet"
             elif state.fingerprint != fp:
@@ -162,18 +176,50 @@ class Runner:
                     "run", "interrupted; restarting")
             elif missing := [o for o in st.outputs if not (self.run_dir / o).exists()]:
                 action, reason = "run", f"output {missing[0]!r} missing"
+            elif bad := ownership.damaged(self.run_dir, state.files or {}):
+                rel, what = bad[0]
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                if st.resumable:
+                    repair = tuple(sorted({ownership.unit_of(r, st.outputs) for r, _ in bad}))
+                    action, reason = "resume", f"{rel!r} {what} since it was written{more}; redoing it"
+                else:
+                    action, reason = "run", f"{rel!r} {what} since it was written{more}"
             else:
                 action, reason = "skip", "up to date"
             if action != "skip":
                 rerun.add(st.name)
-            items.append(PlanItem(st, fp, action, reason))
+            items.append(PlanItem(st, fp, action, reason, repair))
         return items
+
+    def conflicts(self, items: list[PlanItem]) -> list[str]:
+        """Files the plan would have to delete that this run never wrote."""
+        out: list[str] = []
+        for item in items:
+            if item.action != "run":
+                continue
+            state = self.record.stages.get(item.stage.name)
+            if state is None:
+                out += ownership.present(self.run_dir, item.stage.outputs)
+            elif state.status == "done" and state.files is not None:
+                out += ownership.foreign(self.run_dir, item.stage.outputs, state.files)
+        return out
+
+    def check(self, items: list[PlanItem]) -> None:
+        """Refuse, before any work, a plan that would delete files this run did not write."""
+        if clash := self.conflicts(items):
+            more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+            raise InputError(
+                f"{self.run_dir / clash[0]}: in a place this run must write, but not written by "
+                f"it (not in {STAGES_FILE}){more}; move it away or choose another run.dir"
+            )
 
     # -- running --------------------------------------------------------------------------
     def run(self, on_event: Callable[[str, PlanItem, float | None], None] | None = None
             ) -> RunSummary:
         summary = RunSummary()
-        for item in self.plan():
+        items = self.plan()
+        self.check(items)
+        for item in items:
             st = item.stage
             if item.action == "skip":
                 summary.skipped.append(st.name)
@@ -182,6 +228,8 @@ class Runner:
                 continue
             if item.action == "run":
                 self._remove_outputs(st)
+            for unit in item.repair:
+                self._remove_path(self.run_dir / unit)
             # Mark as running *before* touching outputs, so a kill leaves "running".
             self.record.stages[st.name] = StageState(fingerprint=item.fingerprint, status="running")
             self._save_record()
@@ -191,7 +239,8 @@ class Runner:
             st.run()
             dt = time.perf_counter() - t0
             self.record.stages[st.name] = StageState(
-                fingerprint=item.fingerprint, status="done", seconds=round(dt, 3)
+                fingerprint=item.fingerprint, status="done", seconds=round(dt, 3),
+                files=ownership.snapshot(self.run_dir, st.outputs),
             )
             self._save_record()
             summary.ran.append(st.name)
@@ -201,9 +250,18 @@ class Runner:
         return summary
 
     def _remove_outputs(self, st: Stage) -> None:
+        state = self.record.stages.get(st.name)
+        if state is not None and state.status == "done" and state.files is not None:
+            ownership.remove_recorded(self.run_dir, st.outputs, state.files)
+            return
+        # An interrupted stage (or a record older than file lists): everything under its
+        # outputs was written after the record said "running", so it is the run's.
         for rel in st.outputs:
-            p = self.run_dir / rel
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
+            self._remove_path(self.run_dir / rel)
+
+    @staticmethod
+    def _remove_path(p: Path) -> None:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()

@@ -301,7 +301,8 @@ def report_for_run(ctx) -> Path:
     opts = _solver_kwargs(ctx, main)
     path = compute_path(aff, cfg.report.path_points, **opts)
     infl = compute_influence(aff, main, **opts) if cfg.report.influence else None
-    notes = [(f"Run directory: {paths.root}. Pool: {len(train)} training tasks, "
+    # No run directory in the text: the report is byte-identical wherever the run is.
+    notes = [(f"Pool: {len(train)} training tasks, "
               f"{len(pool.heldout_tasks())} held-out tasks. Budget {cfg.sample.budget} "
               f"examples, {cfg.train.steps} training steps per strategy, seed {cfg.run.seed}.")]
     inp = ReportInputs(aff, mixtures, evals, base, checks, path, infl,

@@ -24,6 +24,7 @@ Heavy libraries (torch) are imported inside the stage functions, so planning a r
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from taskpgm.errors import ConfigError, InputError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
 from taskpgm.mixture.record import Mixture
 from taskpgm.pipeline.framework import Stage
+from taskpgm.portable import portable_path
 
 BASE_EVAL = "base"
 
@@ -181,6 +183,49 @@ def stage_pool(ctx: PipelineContext) -> None:
                             max_examples=pc.max_examples)
     else:  # "dir": used in place; just check it loads.
         ctx.pool()
+    # Every name and split the later stages will need, checked before any model trains.
+    preflight(ctx)
+
+
+def preflight(ctx: PipelineContext) -> None:
+    """Refuse, in one line, what a later stage would refuse after hours of training:
+    unknown task names in evaluate.tasks, mixture.targets or a strategy's targets, and
+    tasks whose splits are empty where a stage needs examples."""
+    cfg = ctx.cfg
+    pool = ctx.pool()
+    train = ctx.train_task_names()
+    if not train:
+        raise InputError(f"{pool.root}: no tasks with role 'train' (every task is held out)")
+    for name in train:
+        for split in ("train", "probe"):
+            if pool.task(name).count(split) < 1:
+                raise InputError(f"{pool.split_path(name, split)}: training task {name!r} has no "
+                                 f"{split} examples (experts train on 'train' and are scored "
+                                 "on 'probe')")
+    field = f"evaluate.tasks ({cfg.evaluate.split} split)"
+    for name in _named(ctx.eval_task_names, "evaluate.tasks"):
+        if pool.task(name).count(cfg.evaluate.split) < 1:
+            raise InputError(f"{pool.split_path(name, cfg.evaluate.split)}: task {name!r} in "
+                             f"{field} has no examples")
+    targets: list[str] = []
+    if _uses_target_utilities(cfg):
+        targets += _named(lambda: ctx.target_task_names(cfg.mixture.targets), "mixture.targets")
+    for i, st in enumerate(cfg.strategies):
+        if st.method == "mixmin":
+            targets += _named(lambda st=st: mixmin_targets(ctx, st.params.get("targets", "heldout")),
+                              f"strategies[{i}].params.targets")
+    for name in targets:
+        if pool.task(name).count("probe") < 1:
+            raise InputError(f"{pool.split_path(name, 'probe')}: target task {name!r} has no "
+                             "probe examples")
+
+
+def _named(get, field: str) -> list[str]:
+    """Call ``get``; an unknown-task error names the config field that asked for it."""
+    try:
+        return get()
+    except InputError as exc:
+        raise InputError(f"{field}: {exc}") from None
 
 
 def _mark_heldout(pool_dir: Path, heldout: list[str]) -> None:
@@ -236,7 +281,7 @@ def stage_scores(ctx: PipelineContext) -> None:
     # utilities for held-out tasks (which have no experts) both need it.
     score_pool(ctx.pool(), ctx.paths.experts, ctx.paths.scores, executor=s.executor,
                topk=s.topk, include_base=ctx.base_dir, address=s.ray_address,
-               progress=ctx.progress)
+               batch_size=s.batch_size, progress=ctx.progress)
 
 
 def stage_affinity(ctx: PipelineContext) -> None:
@@ -310,6 +355,11 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
             # A strategy's own trade-off replaces the section's, whichever way it is spelt.
             opts.update({"r_rel": None, "beta": None, "lam": None})
         opts.update(params)
+        utilities = opts.pop("utilities", None) or m.utilities
+        if opts.get("unary") == "given":
+            from taskpgm.mixture.utilities_file import load_utilities_file
+
+            opts["utilities"] = load_utilities_file(utilities, train)
         if opts.get("unary") == "target":
             # Held-out targets have no experts, hence no row in the affinity matrix:
             # use utilities measured from the scores instead (see stage_utilities).
@@ -349,7 +399,11 @@ def stage_main_mixture(ctx: PipelineContext) -> None:
 
 
 def stage_strategy_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
-    solve_strategy(ctx, strategy).save(ctx.paths.strategy_mixture(strategy.name))
+    mix = solve_strategy(ctx, strategy)
+    path = ctx.paths.strategy_mixture(strategy.name)
+    if "scores" in mix.params:  # MixMin names the scores it read
+        mix.params["scores"] = portable_path(ctx.paths.scores, path.parent)
+    mix.save(path)
 
 
 def replicate_seed(ctx: PipelineContext, name: str) -> int:
@@ -386,6 +440,7 @@ def stage_eval(ctx: PipelineContext, name: str) -> None:
     rec = evaluate_to_record(model_dir, ctx.pool(), ctx.eval_task_names(), name,
                              split=ctx.cfg.evaluate.split,
                              max_examples=ctx.cfg.evaluate.max_examples)
+    rec.metadata["model"] = portable_path(model_dir, ctx.paths.eval(name).parent)
     rec.save(ctx.paths.eval(name))
 
 
@@ -403,21 +458,25 @@ def _pool_payload(cfg: Config) -> Any:
     if cfg.pool.source == "synthetic" and p["seed"] is None:
         p["seed"] = cfg.run.seed
     if cfg.pool.source == "dir":
-        # The pool lives outside the run: fingerprint its manifest's content.
-        manifest = Path(cfg.pool.path or "") / "pool.json"
-        p["manifest_sha256"] = sha256_file(manifest) if manifest.is_file() else None
+        # The pool lives outside the run: fingerprint every file in it (the manifest and
+        # each task's data), so an edited task file re-runs everything downstream.
+        p["files"] = tree_digest(Path(cfg.pool.path or ""))
     if cfg.pool.source == "import":
-        p["files"] = _sources_digest(cfg.pool.paths)
+        p["files"] = [tree_digest(Path(src)) for src in cfg.pool.paths]
     return p
 
 
-def _sources_digest(paths: list[str]) -> list[Any]:
-    out = []
-    for src in paths:
-        root = Path(src)
-        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
-        out.append([[str(f), sha256_file(f) if f.is_file() else None] for f in files])
-    return out
+def tree_digest(root: Path) -> list[Any]:
+    """[relative path, sha256] of every file under ``root`` (or of ``root`` itself),
+    following symlinks as the importers do; relative, so the fingerprint does not depend
+    on where the files live."""
+    if root.is_file():
+        return [[root.name, sha256_file(root)]]
+    if not root.is_dir():
+        return []
+    files = sorted(Path(d, name) for d, _, names in os.walk(root, followlinks=True)
+                   for name in names if not name.startswith("."))
+    return [[f.relative_to(root).as_posix(), sha256_file(f)] for f in files if f.is_file()]
 
 
 def build_stages(ctx: PipelineContext) -> list[Stage]:
@@ -455,17 +514,21 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                             {"targets": cfg.mixture.targets},
                             deps=("scores",), outputs=("utilities.json",)))
         mix_deps = ("affinity", "utilities")
-    stages.append(Stage("mixture", lambda: stage_main_mixture(ctx),
-                        {"mixture": cfg.section("mixture"), "budget": cfg.sample.budget},
+    mix_payload: dict[str, Any] = {"mixture": cfg.section("mixture"), "budget": cfg.sample.budget}
+    if cfg.mixture.utilities:  # unary: given reads this file
+        mix_payload["utilities_sha256"] = _file_sha256(cfg.mixture.utilities)
+    stages.append(Stage("mixture", lambda: stage_main_mixture(ctx), mix_payload,
                         deps=mix_deps, outputs=("mixture.json",)))
     for st in cfg.strategies:
         s_payload = {"strategy": st.model_dump(mode="json"), "budget": cfg.sample.budget,
                      "seed": seed}
         if st.method in ("taskpgm", "taskpgm-paper"):
             s_payload["mixture"] = cfg.section("mixture")
+            utilities = st.params.get("utilities") or cfg.mixture.utilities
+            if utilities:
+                s_payload["utilities_sha256"] = _file_sha256(utilities)
         if st.method == "given":
-            w = Path(st.params["weights"])
-            s_payload["weights_sha256"] = sha256_file(w) if w.is_file() else None
+            s_payload["weights_sha256"] = _file_sha256(st.params["weights"])
         # MixMin reads the scores directly, not only through the affinity.
         s_deps = mix_deps + ("scores",) if st.method == "mixmin" else mix_deps
         stages.append(Stage(f"mixture:{st.name}", _bind(stage_strategy_mixture, ctx, st),
@@ -491,6 +554,10 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                             {"report": cfg.section("report")}, deps=tuple(deps),
                             outputs=("report.html", "report")))
     return stages
+
+
+def _file_sha256(path: str) -> str | None:
+    return sha256_file(Path(path)) if Path(path).is_file() else None
 
 
 def _uses_target_utilities(cfg: Config) -> bool:

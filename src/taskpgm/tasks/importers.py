@@ -23,6 +23,7 @@ imported files carry no family, and tasks from a taskpgm pool keep theirs.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -329,6 +330,40 @@ def _pool_sources(src: Path) -> list[TaskSource] | None:
     return out
 
 
+def task_files(root: Path) -> list[Path]:
+    """The .jsonl/.json files under ``root``, sorted, following symlinked directories.
+
+    A symlinked directory of task files is imported like a real one (named by its path
+    under ``root``); a link that loops back to a directory above it, or a task file that
+    is a broken link, is refused with one line rather than skipped.
+    """
+    found: list[Path] = []
+
+    def walk(folder: Path, above: tuple[str, ...]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot read directory "
+                             f"({exc.strerror or exc})") from None
+        for entry in entries:
+            path = folder / entry.name
+            if entry.is_dir():  # follows symlinks
+                real = os.path.realpath(path)
+                if real in above:
+                    raise InputError(f"{path}: symbolic link loop (it points to {real}, "
+                                     "a directory that contains it)")
+                walk(path, (*above, real))
+            elif path.suffix in SUFFIXES:
+                if entry.is_file():
+                    found.append(path)
+                elif entry.is_symlink() and not path.exists():
+                    raise InputError(f"{path}: broken symbolic link (points to "
+                                     f"{os.readlink(path)}, which does not exist)")
+
+    walk(root, (os.path.realpath(root),))
+    return sorted(found)
+
+
 def discover_tasks(sources: Sequence[str | Path]) -> list[TaskSource]:
     """Expand files and directories into tasks, sorted within a directory.
 
@@ -346,7 +381,7 @@ def discover_tasks(sources: Sequence[str | Path]) -> list[TaskSource]:
             if pool_tasks is not None:
                 found.extend(pool_tasks)
                 continue
-            files = sorted(p for p in src.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            files = task_files(src)
             if not files:
                 raise InputError(f"{src}: no .jsonl or .json files in this directory")
             grouped: dict[str, TaskSource] = {}
@@ -356,8 +391,9 @@ def discover_tasks(sources: Sequence[str | Path]) -> list[TaskSource]:
                     name = task_name_for(p.relative_to(src))
                 else:
                     folder = p.parent.relative_to(src)
+                    # The directory's name as given (a symlink keeps its own name).
                     name = task_name_for(folder) if str(folder) != "." else task_name_for(
-                        Path(src.resolve().name))
+                        Path(Path(os.path.abspath(src)).name or src.resolve().name))
                 entry = grouped.setdefault(name, TaskSource(name, []))
                 entry.files.append((p, split))
             for entry in grouped.values():

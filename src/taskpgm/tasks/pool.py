@@ -191,12 +191,22 @@ class Pool:
         return self.root / "tasks" / task / f"{split}.jsonl"
 
     def iter_examples(self, task: str, split: str) -> Iterator[Example]:
-        self.task(task)
+        info = self.task(task)
         path = self.split_path(task, split)
         if not path.is_file():
+            if info.count(split):
+                raise InputError(f"{path}: missing, but {self.root / 'pool.json'} lists "
+                                 f"{info.count(split)} {split} examples for task {task!r}")
             return
+        n = 0
         for lineno, rec in iter_jsonl(path):
+            n += 1
             yield Example.from_record(rec, f"{path}:{lineno}")
+        if split in info.counts and n != info.count(split):
+            # A file cut short (or grown) since the pool was written would otherwise train
+            # and score on the wrong data without a word.
+            raise InputError(f"{path}: {n} examples, but {self.root / 'pool.json'} lists "
+                             f"{info.count(split)} for task {task!r} (edited or truncated?)")
 
     def examples(self, task: str, split: str) -> list[Example]:
         return list(self.iter_examples(task, split))

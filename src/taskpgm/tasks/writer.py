@@ -44,7 +44,7 @@ def write_pool(
     out = Path(out)
     infos: list[TaskInfo] = []
     seen: dict[str, str] = {}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, replaces="pool.json") as tmp:
         for td in tasks:
             name = check_task_name(td.info.name)
             source = td.info.source

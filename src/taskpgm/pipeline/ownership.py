@@ -1,0 +1,104 @@
+"""What a run wrote, and whether it is still there unchanged.
+
+When a stage finishes, the runner records every file under its outputs with its size,
+modification time and SHA-256 (:func:`snapshot`). That record is what the run owns:
+
+* a re-run verifies it cheaply (:func:`damaged`): a file is re-hashed only when its size
+  or modification time moved, so an untouched multi-GB expert costs one ``stat``;
+* a stage that must start afresh removes only recorded files (:func:`remove_recorded`);
+  anything else found under its outputs (:func:`foreign`) is the user's, and the run
+  refuses rather than delete it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from taskpgm.io import sha256_file
+
+# relative path (POSIX) -> [size in bytes, mtime in ns, sha256 hex]
+FileRecord = dict[str, list]
+
+
+def _files_under(root: Path, rel: str) -> list[Path]:
+    p = root / rel
+    if p.is_symlink() or p.is_file():
+        return [p]
+    if p.is_dir():
+        # followlinks=False: a symlink inside an output is listed, never walked into.
+        out = []
+        for dirpath, dirnames, filenames in os.walk(p):
+            dirnames.sort()
+            base = Path(dirpath)
+            out.extend(base / f for f in sorted(filenames))
+            out.extend(base / d for d in dirnames if (base / d).is_symlink())
+        return out
+    return []
+
+
+def _rel(root: Path, p: Path) -> str:
+    return p.relative_to(root).as_posix()
+
+
+def snapshot(root: Path, outputs: tuple[str, ...]) -> FileRecord:
+    """Size, mtime and digest of every file under ``outputs`` (relative to ``root``)."""
+    rec: FileRecord = {}
+    for rel in outputs:
+        for f in _files_under(root, rel):
+            if f.is_symlink() or not f.is_file():
+                continue
+            st = f.stat()
+            rec[_rel(root, f)] = [st.st_size, st.st_mtime_ns, sha256_file(f)]
+    return rec
+
+
+def damaged(root: Path, files: FileRecord) -> list[tuple[str, str]]:
+    """``(path, what)`` for every recorded file that is missing or whose bytes changed."""
+    out: list[tuple[str, str]] = []
+    for rel, (size, mtime_ns, digest) in files.items():
+        p = root / rel
+        if not p.is_file():
+            out.append((rel, "missing"))
+            continue
+        st = p.stat()
+        if st.st_size != size or st.st_mtime_ns != mtime_ns and sha256_file(p) != digest:
+            out.append((rel, "changed"))
+    return out
+
+
+def foreign(root: Path, outputs: tuple[str, ...], files: FileRecord) -> list[str]:
+    """Files under ``outputs`` that the record does not list (the user's, not the run's)."""
+    return [_rel(root, f) for rel in outputs for f in _files_under(root, rel)
+            if _rel(root, f) not in files]
+
+
+def present(root: Path, outputs: tuple[str, ...]) -> list[str]:
+    """Files (not empty directories) that exist under ``outputs``."""
+    return [_rel(root, f) for rel in outputs for f in _files_under(root, rel)]
+
+
+def remove_recorded(root: Path, outputs: tuple[str, ...], files: FileRecord) -> None:
+    """Remove the recorded files, then the directories under ``outputs`` left empty."""
+    for rel in files:
+        (root / rel).unlink(missing_ok=True)
+    for rel in outputs:
+        p = root / rel
+        if p.is_dir() and not p.is_symlink():
+            for dirpath, _, _ in sorted(os.walk(p), key=lambda t: -len(t[0])):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass  # not empty: something unrecorded lives there (refused earlier)
+
+
+def unit_of(rel: str, outputs: tuple[str, ...]) -> str:
+    """The part of an output that is redone as a whole when one of its files is damaged:
+    the first entry below an output directory (``experts/<task>``, one score shard), or
+    the output file itself."""
+    parts = rel.split("/")
+    for out in outputs:
+        o = out.split("/")
+        if parts[: len(o)] == o:
+            return "/".join(parts[: len(o) + 1])
+    return rel

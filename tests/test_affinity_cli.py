@@ -91,3 +91,78 @@ def test_cli_bad_options(cli, scores, tmp_path):
     assert code == 2
     code, _, stderr = cli("affinity", "--scores", tmp_path / "nope", "--out", tmp_path / "a.npz")
     assert code == 2 and "nope" in stderr
+
+
+# -- the library names its parameters, the CLI its flags ------------------------------------
+
+def test_library_errors_name_the_parameter_not_a_flag(scores):
+    import re
+
+    from taskpgm.affinity import compute_affinity
+    from taskpgm.errors import TaskPGMError
+    from taskpgm.scores import ScoreTable
+
+    root, _ = scores
+    table = ScoreTable.load(root)
+    cases = {
+        "parameter 'bootstrap' cannot be combined with complete=True":
+            {"bootstrap": 5, "complete": True},
+        "parameter 'bootstrap' (intervals) is supported for metric pmi only":
+            {"metric": "ce-gap", "bootstrap": 5},
+        "complete=True (low-rank completion) is supported for metric pmi only":
+            {"metric": "ce-gap", "complete": True},
+        "bootstrap must be >= 0": {"bootstrap": -1},
+        "seed must be a non-negative integer": {"seed": -1},
+    }
+    for needle, kwargs in cases.items():
+        with pytest.raises(TaskPGMError) as info:
+            compute_affinity(table, **kwargs)
+        msg = str(info.value)
+        assert needle in msg and not re.search(r"--[a-z]", msg), msg
+
+
+def test_library_missing_pairs_message_names_complete_true(tmp_path):
+    from taskpgm.affinity import compute_affinity
+    from taskpgm.errors import InputError
+
+    table = table_from_means(low_rank_means(4, seed=1), 6, seed=1)
+    del table._shards[("task001", "task002")]
+    with pytest.raises(InputError, match=r"pass complete=True to estimate them") as info:
+        compute_affinity(table)
+    assert "--" not in str(info.value)
+
+
+def test_no_message_in_compute_or_pmi_names_a_cli_flag():
+    import ast
+    import inspect
+    import re
+
+    from taskpgm.affinity import compute, pmi
+
+    flagged = []
+    for module in (compute, pmi):
+        tree = ast.parse(inspect.getsource(module))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(getattr(n, "body", None), list) and n.body
+                      and isinstance(n.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and id(node) not in docstrings and re.search(r"--[a-z]", node.value):
+                flagged.append(f"{module.__name__}:{node.lineno}: {node.value!r}")
+    assert not flagged, "\n".join(flagged)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--bootstrap", "5", "--complete"], "--bootstrap cannot be combined with --complete"),
+    (["--metric", "ce-gap", "--bootstrap", "5"],
+     "--bootstrap (intervals) is supported for metric pmi only, not 'ce-gap'"),
+    (["--metric", "ce-gap", "--complete"],
+     "--complete (low-rank completion) is supported for metric pmi only"),
+])
+def test_cli_maps_parameters_back_to_flags(cli, scores, tmp_path, args, needle):
+    root, _ = scores
+    out = tmp_path / "a.npz"
+    code, _, stderr = cli("affinity", "--scores", root, *args, "--out", out)
+    assert code == 2 and not out.exists()
+    assert len(stderr.strip().splitlines()) == 1 and needle in stderr, stderr
+    assert "complete=True" not in stderr and "parameter '" not in stderr, stderr

@@ -60,7 +60,7 @@ def test_compute_affinity_with_missing_pairs_and_complete():
         for j, t in enumerate(table.tasks):
             if not mask[i, j]:
                 del table._shards[(e, t)]
-    with pytest.raises(InputError, match="pass --complete"):
+    with pytest.raises(InputError, match="pass complete=True"):
         compute_affinity(table)
     aff = compute_affinity(table, complete=True)
     assert aff.provenance["completion"]["n_missing_pairs"] == int((~mask).sum())

@@ -89,6 +89,7 @@ def test_config_choices_are_the_library_registries():
     from taskpgm.affinity.compute import METRICS
     from taskpgm.affinity.pmi import NORMALIZATIONS
     from taskpgm.mixture import KERNELS, UNARIES
+    from taskpgm.models.prompt_format import PROMPT_FORMATS
     from taskpgm.sample import ALLOCATIONS
     from taskpgm.tasks.pool import SPLITS
     from taskpgm.tasks.synth import SUITES
@@ -104,6 +105,7 @@ def test_config_choices_are_the_library_registries():
         (c.PoolConfig, "source"): c.POOL_SOURCES,
         (c.ScoringConfig, "executor"): c.EXECUTORS,
         (c.StrategyConfig, "method"): (*STRATEGIES, "dirichlet"),
+        (c.ModelConfig, "prompt_format"): PROMPT_FORMATS,
     }
     for (model, field), registry in expected.items():
         assert _literal(model, field) == set(registry), f"{model.__name__}.{field}"

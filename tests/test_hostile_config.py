@@ -64,6 +64,21 @@ def test_every_library_option_has_a_type():
     assert set(OPTION_TYPES) == set(STRATEGY_OPTIONS)
 
 
+def test_the_registries_are_the_light_choice_tables():
+    # One definition per list (taskpgm.choices); the implementing modules re-export it.
+    from taskpgm import choices
+    from taskpgm.affinity import compute, pmi
+    from taskpgm.mixture import api, kernels, unary
+
+    assert compute.METRICS is choices.METRICS and pmi.NORMALIZATIONS is choices.NORMALIZATIONS
+    assert kernels.KERNELS is choices.KERNELS and unary.UNARIES is choices.UNARIES
+    assert api.OPTION_TYPES is choices.OPTION_TYPES
+    assert list(api.STRATEGIES) == list(choices.METHOD_OPTIONS) == list(choices.METHODS)
+    assert set(api._RUNNERS) == set(choices.METHOD_OPTIONS)  # no implementation left out
+    for name, options in choices.METHOD_OPTIONS.items():
+        assert api.STRATEGIES[name].options == options, name
+
+
 def test_unknown_synthetic_family_is_refused_at_load():
     _refused({"pool": {"families": ["reverse", "nope"]}}, "pool.families", "'nope'")
     # A skill of the redundancy suite is not a family of the default one.
@@ -124,6 +139,67 @@ def test_utilities_file_errors_name_the_file(tmp_path):
         load_utilities_file(path, ["a", "b"])
     with pytest.raises(InputError, match="not found"):
         load_utilities_file(tmp_path / "missing.json", ["a", "b"])
+
+
+@pytest.mark.parametrize("data, line", [
+    # A header after blank lines is still the header; blank lines count.
+    (b"\n\nname,value\na,1\n\n\nb,x\n", 7),
+    # CRLF line ends, blank lines between.
+    (b"a,1\r\n\r\n\r\nb,x\r\n", 4),
+    # A form feed is not a line end (str.splitlines() counted it as one).
+    (b"a,1\n\x0c\nb,x\n", 3),
+    # A quoted name spanning two lines: the next row starts on line 3.
+    (b'"a\nb",1\nc,x\n', 3),
+    # Whitespace-separated lines.
+    (b"a 1\n\n   \nb x\n", 4),
+])
+def test_values_file_errors_name_the_line_an_editor_shows(tmp_path, data, line):
+    from taskpgm.mixture.unary import read_values
+
+    path = tmp_path / "caps.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=rf"caps\.csv:{line}: 'x' is not a number$"):
+        read_values(path, "caps")
+
+
+def test_values_file_with_a_bad_byte_names_its_line(tmp_path):
+    from taskpgm.mixture.unary import read_values
+    from taskpgm.mixture.utilities_file import load_utilities_file
+
+    path = tmp_path / "u.csv"
+    path.write_bytes(b"a,1\n\nb,2\nc,\xff3\n")
+    msg = r"u\.csv:4: not UTF-8 text \(byte 0xff at column 3\)"
+    with pytest.raises(InputError, match=msg):
+        read_values(path, "utilities")
+    with pytest.raises(InputError, match=msg):
+        load_utilities_file(path, ["a", "b", "c"])
+    # A bad byte in a JSON weights file too (method 'given').
+    weights = tmp_path / "w.json"
+    weights.write_bytes(b'{"a": 1,\n "b": 2,\n "\xe9": 3}\n')
+    with pytest.raises(InputError, match=r"w\.json:3: not UTF-8"):
+        solve(None, names=["a", "b"], method="given", weights=str(weights))
+
+
+def test_values_file_with_a_bom_reads_as_json_and_csv(tmp_path):
+    from taskpgm.mixture.unary import read_values
+
+    path = tmp_path / "v.json"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1, "b": 2}')
+    assert read_values(path) == {"a": 1.0, "b": 2.0}
+    path = tmp_path / "v.csv"
+    path.write_bytes(b"\xef\xbb\xbfname,value\na,1\n")
+    assert read_values(path) == {"a": 1.0}
+
+
+def test_cli_names_the_line_of_a_bad_sizes_file(tmp_path, cli):
+    sizes = tmp_path / "sizes.csv"
+    sizes.write_bytes(b"task,size\n\na,10\n\nb,\xff\n")
+    code, _, err = cli("solve", "--method", "size", "--sizes", sizes)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "sizes.csv:5: not UTF-8" in err, err
+    sizes.write_bytes(b"task,size\n\na,10\n\nb,ten\n")
+    code, _, err = cli("solve", "--method", "size", "--sizes", sizes)
+    assert code == 2 and "sizes.csv:5: 'ten' is not a number" in err, err
 
 
 def test_given_utilities_from_a_file_reach_the_solver(tmp_path):

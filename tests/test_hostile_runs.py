@@ -383,3 +383,39 @@ def test_a_model_write_failing_for_lack_of_space_is_one_line(monkeypatch, capsys
     monkeypatch.setattr(cli_pipeline, "_execute", bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         cli_run(["demo", "--quiet"])
+
+
+def test_hand_edited_record_naming_a_file_outside_the_outputs_is_refused(tmp_path):
+    import json
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep")
+    run = tmp_path / "run"
+    log: list[str] = []
+    Runner(run, _stages(log, run)).run()
+    rec = json.loads((run / "stages.json").read_text())
+    rec["stages"]["summary"]["files"]["../precious.txt"] = [4, 0, "0" * 64]
+    (run / "stages.json").write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="records '../precious.txt', which is not one of its"):
+        Runner(run, _stages(log, run, payload=2)).run()
+    assert victim.read_text() == "keep"
+    rec["stages"]["summary"]["files"] = {"summary.json": ["big", 0, "x"]}
+    (run / "stages.json").write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="edited by hand"):
+        Runner(run, _stages(log, run))
+
+
+def test_plan_refuses_a_hub_id_or_a_model_without_tokenizer(tmp_path, capsys):
+    from taskpgm.cli import run as cli_run
+
+    cfg = _config(tmp_path, tmp_path / "run")
+    assert cli_run(["run", str(cfg), "--plan", "--set", "model.base=meta-llama/Llama-2-7b-hf"]) == 2
+    err = capsys.readouterr().err
+    assert "model.base: meta-llama/Llama-2-7b-hf: not a local directory; taskpgm downloads " \
+           "nothing" in err and err.count("\n") == 1
+    weights_only = tmp_path / "ckpt"
+    weights_only.mkdir()
+    (weights_only / "config.json").write_text("{}")
+    assert cli_run(["run", str(cfg), "--plan", "--set", f"model.base={weights_only}"]) == 2
+    assert "no tokenizer here" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

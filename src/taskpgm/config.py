@@ -10,11 +10,14 @@ reads; see ``taskpgm.pipeline``. Changing a field therefore re-runs only the sta
 that read it and the stages downstream of them.
 
 Every choice list is the library's own registry (``METRICS``, ``KERNELS``, ``UNARIES``,
-``STRATEGIES``, ...), and every strategy param is typed and range-checked against the
-library's option registry (``taskpgm.mixture.api.OPTION_TYPES``), so what loads is what
-the stages can run. The defaults of the training and tiny-model settings are defined here
-once; :mod:`taskpgm.models.train`, :mod:`taskpgm.models.tiny` and the ``taskpgm models`` /
-``experts`` / ``train`` commands take theirs from these classes.
+the strategies, ...: :mod:`taskpgm.choices`, which the implementing modules import too),
+and every strategy param is typed and range-checked against the library's option registry
+(``taskpgm.choices.OPTION_TYPES``), so what loads is what the stages can run. Loading a
+config imports neither scipy nor pyarrow nor torch. The training and tiny-model settings
+take their defaults from :mod:`taskpgm.choices` (defined there once);
+:mod:`taskpgm.models.train` and :mod:`taskpgm.models.tiny` take theirs from these classes,
+and the ``taskpgm models`` / ``experts`` / ``train`` commands from the same constants (so
+building the command line does not load this module).
 """
 
 from __future__ import annotations
@@ -27,14 +30,27 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from taskpgm.affinity.compute import METRICS
-from taskpgm.affinity.pmi import NORMALIZATIONS
+from taskpgm.choices import (
+    ALLOCATIONS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LORA,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    KERNELS,
+    METHOD_OPTIONS,
+    METRICS,
+    NORMALIZATIONS,
+    OPTION_TYPES,
+    PROMPT_FORMATS,
+    TINY_N_EMBD,
+    TINY_N_HEAD,
+    TINY_N_LAYER,
+    TINY_VOCAB_SIZE,
+    UNARIES,
+    parse_option,
+)
 from taskpgm.errors import ConfigError
 from taskpgm.io import atomic_write_text
-from taskpgm.mixture.api import OPTION_TYPES, STRATEGIES, parse_option
-from taskpgm.mixture.kernels import KERNELS
-from taskpgm.mixture.unary import UNARIES
-from taskpgm.sample import ALLOCATIONS
 from taskpgm.tasks.pool import SPLITS
 from taskpgm.tasks.synth import SUITES
 
@@ -43,7 +59,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 # -- the choice lists: the library's registries (one source of truth) --------------------
 # Strategies only the pipeline runs (a random reference mixture), beside the library's.
 PIPELINE_METHODS: tuple[str, ...] = ("dirichlet",)
-METHODS: tuple[str, ...] = (*STRATEGIES, *PIPELINE_METHODS)
+METHODS: tuple[str, ...] = (*METHOD_OPTIONS, *PIPELINE_METHODS)
 # taskpgm.models.scoring.EXECUTORS; that module needs torch, which loading a config must
 # not, so the list is repeated here and a test holds the two equal.
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -111,11 +127,12 @@ class TinyModelConfig(_Section):
     """The tiny model's shape; also the defaults of ``taskpgm.models.tiny.TinyConfig`` and
     of ``taskpgm models tiny`` (whose flags are these keys: ``--n-layer`` ...)."""
 
-    n_layer: int = Field(2, ge=1, description="Transformer layers of the tiny model.")
-    n_embd: int = Field(64, ge=8, description="Hidden size of the tiny model (a multiple of "
-                        "n_head).")
-    n_head: int = Field(2, ge=1, description="Attention heads of the tiny model.")
-    vocab_size: int = Field(512, ge=64, description="Tokenizer vocabulary trained on the pool.")
+    n_layer: int = Field(TINY_N_LAYER, ge=1, description="Transformer layers of the tiny model.")
+    n_embd: int = Field(TINY_N_EMBD, ge=8, description="Hidden size of the tiny model (a "
+                        "multiple of n_head).")
+    n_head: int = Field(TINY_N_HEAD, ge=1, description="Attention heads of the tiny model.")
+    vocab_size: int = Field(TINY_VOCAB_SIZE, ge=64,
+                            description="Tokenizer vocabulary trained on the pool.")
     pretrain_steps: int = Field(
         0, ge=0, description="Steps of training on all tasks' train splits before experts "
         "branch off (0 = experts start from random weights)."
@@ -136,20 +153,27 @@ class ModelConfig(_Section):
         "of a Hugging Face causal LM directory (e.g. a downloaded Llama).",
     )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
+    prompt_format: Literal[PROMPT_FORMATS] = Field(
+        "auto",
+        description="How an example becomes training/scoring text, the same for experts, "
+        "scoring, evaluation and training: auto (the tokenizer's chat template for chat "
+        "examples when it has one, else separator), separator (prompt + separator + response "
+        "when neither side has whitespace there), raw, chat_template (docs/models.md).",
+    )
+    separator: str = Field("\n", description="prompt_format separator: put between a prompt "
+                           "and a response that meet without whitespace.")
 
 
-# Fine-tuning defaults, shared by experts.* and train.* and, through them, by
-# taskpgm.models.train (TrainConfig, train_model, train_experts) and the CLI.
-DEFAULT_STEPS = 60
-DEFAULT_LR = 3e-3
-DEFAULT_BATCH_SIZE = 16
+# Fine-tuning defaults (taskpgm.choices), shared by experts.* and train.* and, through
+# them, by taskpgm.models.train (TrainConfig, train_model, train_experts); the CLI takes
+# the same constants.
 
 
 class ExpertsConfig(_Section):
     steps: int = Field(DEFAULT_STEPS, ge=1, description="Fine-tuning steps per expert.")
     lr: float = Field(DEFAULT_LR, gt=0, description="Learning rate of expert fine-tuning.")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Examples per step.")
-    lora: bool = Field(False, description="Train LoRA adapters instead of full weights.")
+    lora: bool = Field(DEFAULT_LORA, description="Train LoRA adapters instead of full weights.")
 
 
 class ScoringConfig(_Section):
@@ -277,7 +301,7 @@ class TrainConfig(_Section):
                        description="Training steps of the model trained on a mixture.")
     lr: float = Field(DEFAULT_LR, gt=0, description="Learning rate.")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Examples per step.")
-    lora: bool = Field(False, description="Train LoRA adapters instead of full weights.")
+    lora: bool = Field(DEFAULT_LORA, description="Train LoRA adapters instead of full weights.")
 
 
 class EvaluateConfig(_Section):
@@ -307,7 +331,7 @@ class StrategyConfig(_Section):
         return v
 
 
-# Params a strategy may hold beyond the library's options (taskpgm.mixture.api.OPTION_TYPES),
+# Params a strategy may hold beyond the library's options (taskpgm.choices.OPTION_TYPES),
 # with their types: read by the pipeline itself (pipeline/stages.py).
 _PIPELINE_PARAMS: dict[str, dict[str, str]] = {
     "mixmin": {"targets": "targets"},
@@ -339,7 +363,7 @@ def _check_strategy_params(st: StrategyConfig, index: int,
         where = f"strategies[{index}].params" + (f".{key}" if key else "")
         return ValueError(f"{where} (strategy {st.name!r}): {problem}")
 
-    lib = STRATEGIES[st.method].options if st.method in STRATEGIES else ()
+    lib = METHOD_OPTIONS.get(st.method, ())
     supplied = _SUPPLIED_PARAMS.get(st.method, {})
     types = {**_COMMON_PARAMS, **_PIPELINE_PARAMS.get(st.method, {}),
              **{k: OPTION_TYPES[k] for k in lib if k not in supplied}}

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from taskpgm.choices import ALLOCATIONS
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, sha256_file
 from taskpgm.mixture.record import Mixture
@@ -37,7 +38,6 @@ from taskpgm.tasks.pool import Example, Pool
 from taskpgm.tasks.splits import stable_hash
 
 Allocation = Literal["largest_remainder", "multinomial"]
-ALLOCATIONS: tuple[str, ...] = ("largest_remainder", "multinomial")
 FORMATS: tuple[str, ...] = ("jsonl", "messages", "hf", "llamafactory", "axolotl", "interleave")
 SAMPLE_FORMAT = "taskpgm-sample"
 

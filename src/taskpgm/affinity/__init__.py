@@ -1,13 +1,29 @@
 """Task affinity from scores: PMI, top-k divergences, intervals, completion.
 
-The numeric core: numpy/scipy only, no torch.
+The numeric core: numpy/scipy only, no torch. The names below are loaded on first use
+(PEP 562), so importing the package or a light submodule does not import scipy or pyarrow.
 """
 
-from taskpgm.affinity.completion import complete_means, completion_curve, sample_mask
-from taskpgm.affinity.compute import METRICS, compute_affinity
-from taskpgm.affinity.diagnostics import degenerate_warnings
-from taskpgm.affinity.io import AffinityMatrix, load_affinity, save_affinity
-from taskpgm.affinity.pmi import mean_scores, pmi_from_means
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskpgm.affinity.completion import complete_means, completion_curve, sample_mask
+    from taskpgm.affinity.compute import METRICS, compute_affinity
+    from taskpgm.affinity.diagnostics import degenerate_warnings
+    from taskpgm.affinity.io import AffinityMatrix, load_affinity, save_affinity
+    from taskpgm.affinity.pmi import mean_scores, pmi_from_means
+
+# Public name -> the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("complete_means", "completion_curve", "sample_mask"), "completion"),
+    **dict.fromkeys(("METRICS", "compute_affinity"), "compute"),
+    "degenerate_warnings": "diagnostics",
+    **dict.fromkeys(("AffinityMatrix", "load_affinity", "save_affinity"), "io"),
+    **dict.fromkeys(("mean_scores", "pmi_from_means"), "pmi"),
+}
 
 __all__ = [
     "METRICS",
@@ -22,3 +38,16 @@ __all__ = [
     "sample_mask",
     "save_affinity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from taskpgm.affinity.diagnostics import degenerate_warnings, interval_warnings
 from taskpgm.affinity.io import AffinityMatrix
-from taskpgm.affinity.pmi import NORMALIZATIONS, mean_scores, percentile_interval, pmi_from_means
+from taskpgm.affinity.pmi import mean_scores, percentile_interval, pmi_from_means
+from taskpgm.choices import METRICS, NORMALIZATIONS
 from taskpgm.errors import ConfigError, InputError
-from taskpgm.scores import ScoreTable
 
-METRICS = ("pmi", "jsd", "skl", "ce-gap")
+if TYPE_CHECKING:
+    from taskpgm.scores import ScoreTable
+
 IGNORED_EXPERTS = ("base",)
 
 
@@ -75,18 +77,24 @@ def compute_affinity(
     ``complete`` estimates unscored (expert, task) pairs by low-rank completion (PMI).
     Warnings (degenerate structure, wide intervals) go into ``provenance["warnings"]``.
     """
+    # Messages name the parameters (``bootstrap``, ``complete=True``), never a CLI flag; the
+    # CLI writes ``parameter 'x'`` and ``x=True`` as its flags (taskpgm.cli.solve).
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (use {', '.join(METRICS)})")
     if normalize not in NORMALIZATIONS:
-        raise ConfigError(f"unknown normalization {normalize!r} (use sequence or token)")
+        raise ConfigError(f"unknown normalization {normalize!r} (use "
+                          f"{' or '.join(NORMALIZATIONS)})")
     if bootstrap < 0:
         raise ConfigError(f"bootstrap must be >= 0, got {bootstrap}")
     if bootstrap and metric != "pmi":
-        raise ConfigError(f"--bootstrap is supported for metric pmi only, not {metric}")
+        raise ConfigError(f"parameter 'bootstrap' (intervals) is supported for metric pmi "
+                          f"only, not {metric!r}")
     if bootstrap and complete:
-        raise ConfigError("--bootstrap cannot be combined with --complete")
+        raise ConfigError("parameter 'bootstrap' cannot be combined with complete=True "
+                          "(intervals of completed entries are not computed)")
     if complete and metric != "pmi":
-        raise ConfigError(f"--complete is supported for metric pmi only, not {metric}")
+        raise ConfigError(f"complete=True (low-rank completion) is supported for metric pmi "
+                          f"only, not {metric!r}")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"interval level must be in (0, 1), got {level}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -98,7 +106,8 @@ def compute_affinity(
         n_missing = sum(not table.has(e, t) for e in tasks for t in tasks)
         raise InputError(
             f"no scores for expert {missing[0]!r} on task {missing[1]!r} "
-            f"({n_missing} of {len(tasks) ** 2} pairs missing; pass --complete to estimate them)"
+            f"({n_missing} of {len(tasks) ** 2} pairs missing; pass complete=True to estimate "
+            "them)"
         )
 
     prov: dict[str, Any] = {

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from taskpgm.choices import NORMALIZATIONS
 from taskpgm.errors import InputError
-from taskpgm.scores import ScoreTable
 
-NORMALIZATIONS = ("sequence", "token")
+if TYPE_CHECKING:
+    from taskpgm.scores import ScoreTable
 
 
 @dataclass

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from taskpgm.affinity.compute import METRICS
-from taskpgm.affinity.pmi import NORMALIZATIONS
+from taskpgm.choices import METRICS, NORMALIZATIONS
 
 # The choices are the library's registries (member names: the value with '-' as '_').
 Metric = Enum("Metric", {m.replace("-", "_"): m for m in METRICS}, type=str)
@@ -109,5 +108,8 @@ def utilities(
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
-    app.command(name="affinity")(affinity)
+    from taskpgm.cli.solve import flag_errors
+
+    # The library names its parameters (complete=True); here the user set flags.
+    app.command(name="affinity")(flag_errors(affinity))
     app.command(name="utilities")(utilities)

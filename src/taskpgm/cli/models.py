@@ -4,10 +4,12 @@
 torch and transformers are imported inside the commands, so ``taskpgm --help`` and the
 numeric commands stay fast and torch-free.
 
-Defaults and flag names come from the run config (:mod:`taskpgm.config`): ``models tiny``
+Defaults and flag names are the run config's (:mod:`taskpgm.config`): ``models tiny``
 takes the ``model.tiny`` keys as flags (``--n-layer``, ``--n-embd``, ``--n-head``,
 ``--vocab-size``; the old ``--layers``, ``--dim``, ``--heads``, ``--vocab`` still work),
 ``experts train`` the ``experts`` section's defaults and ``train`` the ``train`` section's.
+Both read the default values from :mod:`taskpgm.choices`, so building the command line
+does not load the config (pydantic).
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from typing import Annotated
 
 import typer
 
+from taskpgm.choices import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LORA,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    PROMPT_FORMATS,
+    TINY_N_EMBD,
+    TINY_N_HEAD,
+    TINY_N_LAYER,
+    TINY_VOCAB_SIZE,
+)
 from taskpgm.cli.common import console
-from taskpgm.config import ExpertsConfig, TinyModelConfig, TrainConfig
-
-_TINY = TinyModelConfig()
-_EXPERTS = ExpertsConfig()
-_TRAIN = TrainConfig()
 
 models_app = typer.Typer(help="Build, load and evaluate causal language models.",
                          no_args_is_help=True)
@@ -37,6 +45,12 @@ SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Random seed (same s
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="Train LoRA adapters or all weights.")]
 ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate decay: cosine or linear.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+FormatOpt = Annotated[str, typer.Option(
+    "--prompt-format", help=f"How examples become text ({', '.join(PROMPT_FORMATS)}; "
+    "config model.prompt_format): the same for training, scoring and evaluation.")]
+SepOpt = Annotated[str, typer.Option(
+    "--separator", help="Put between prompt and response when neither has whitespace there "
+    "(prompt format 'separator'; default a newline).")]
 
 
 @models_app.command("tiny")
@@ -45,15 +59,15 @@ def tiny(
     out: Annotated[Path, typer.Option("--out", help="Output model directory.")],
     seed: SeedOpt = 0,
     n_layer: Annotated[int, typer.Option(
-        "--n-layer", "--layers", help="Transformer layers (model.tiny.n_layer).")] = _TINY.n_layer,
+        "--n-layer", "--layers", help="Transformer layers (model.tiny.n_layer).")] = TINY_N_LAYER,
     n_embd: Annotated[int, typer.Option(
         "--n-embd", "--dim", help="Hidden size, a multiple of --n-head (model.tiny.n_embd).")
-    ] = _TINY.n_embd,
+    ] = TINY_N_EMBD,
     n_head: Annotated[int, typer.Option(
-        "--n-head", "--heads", help="Attention heads (model.tiny.n_head).")] = _TINY.n_head,
+        "--n-head", "--heads", help="Attention heads (model.tiny.n_head).")] = TINY_N_HEAD,
     vocab_size: Annotated[int, typer.Option(
         "--vocab-size", "--vocab", help="Target BPE vocabulary size (model.tiny.vocab_size).")
-    ] = _TINY.vocab_size,
+    ] = TINY_VOCAB_SIZE,
     n_positions: Annotated[int, typer.Option(
         "--n-positions", "--positions", help="Context length (no config key).")] = 256,
 ) -> None:
@@ -75,6 +89,12 @@ def eval_model(
     out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
     max_new_tokens: Annotated[int, typer.Option(
         min=1, help="Greedy decoding length limit (generative tasks).")] = 32,
+    max_batch_tokens: Annotated[int, typer.Option(
+        min=1, help="Padded tokens per forward pass (bounds memory).")] = 8192,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="At most this many examples per forward pass.")] = None,
+    prompt_format: FormatOpt = "auto",
+    separator: SepOpt = "\n",
 ) -> None:
     """Loss per token, exact match (generative) and accuracy (multiple choice) per task."""
     from taskpgm.errors import InputError
@@ -85,7 +105,9 @@ def eval_model(
         raise InputError(f"--split {split!r}: unknown split (use train, probe or eval)")
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    res = evaluate_model(model, pool, names, split, max_new_tokens=max_new_tokens)
+    res = evaluate_model(model, pool, names, split, max_new_tokens=max_new_tokens,
+                         max_batch_tokens=max_batch_tokens, batch_size=batch_size,
+                         prompt_format=prompt_format, separator=separator)
     for r in res.values():
         metric = (f"exact_match {r.exact_match:.3f}" if r.exact_match is not None
                   else f"accuracy {r.accuracy:.3f} (norm {r.accuracy_norm:.3f})")
@@ -99,14 +121,16 @@ def experts_train(
     pool: PoolOpt,
     base: BaseOpt,
     out: Annotated[Path, typer.Option("--out", help="Experts directory (one sub-directory per task).")],
-    lora: LoraOpt = _EXPERTS.lora,
-    steps: StepsOpt = _EXPERTS.steps,
-    batch_size: BatchOpt = _EXPERTS.batch_size,
-    lr: LrOpt = _EXPERTS.lr,
+    lora: LoraOpt = DEFAULT_LORA,
+    steps: StepsOpt = DEFAULT_STEPS,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    lr: LrOpt = DEFAULT_LR,
     seed: SeedOpt = 0,
     schedule: ScheduleOpt = "cosine",
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: role 'train').")] = None,
     progress: ProgressOpt = True,
+    prompt_format: FormatOpt = "auto",
+    separator: SepOpt = "\n",
 ) -> None:
     """Train one expert per training task; experts already finished are skipped."""
     from taskpgm.cli.common import err_console
@@ -115,7 +139,8 @@ def experts_train(
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     if names is not None:
         names = list(dict.fromkeys(names))  # a task named twice is trained once
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora, schedule=schedule)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora, schedule=schedule,
+                      prompt_format=prompt_format, separator=separator)
     results = train_experts(pool, base, out, tasks=names, config=cfg, seed=seed,
                             progress=progress)
     for name, r in results.items():
@@ -134,19 +159,21 @@ def train(
     data: Annotated[Path, typer.Option("--data", help="Directory with train.jsonl (or a JSONL file).")],
     base: BaseOpt,
     out: Annotated[Path, typer.Option("--out", help="Output model directory.")],
-    lora: LoraOpt = _TRAIN.lora,
-    steps: StepsOpt = _TRAIN.steps,
-    batch_size: BatchOpt = _TRAIN.batch_size,
-    lr: LrOpt = _TRAIN.lr,
+    lora: LoraOpt = DEFAULT_LORA,
+    steps: StepsOpt = DEFAULT_STEPS,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    lr: LrOpt = DEFAULT_LR,
     seed: SeedOpt = 0,
     schedule: ScheduleOpt = "cosine",
     progress: ProgressOpt = True,
+    prompt_format: FormatOpt = "auto",
+    separator: SepOpt = "\n",
 ) -> None:
     """Fine-tune a model on prompt/response data (e.g. a materialised mixture)."""
     from taskpgm.models.train import TrainConfig, train_model
 
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora,
-                      schedule=schedule)
+                      schedule=schedule, prompt_format=prompt_format, separator=separator)
     r = train_model(base, data, out, config=cfg, lora=lora, progress=progress,
                     extra_info={"data": str(data)})
     console.print(f"model written to {out}: loss {r.first_loss:.3f} -> {r.final_loss:.3f} "

@@ -23,13 +23,21 @@ def score(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present).")] = None,
     gpus_per_task: Annotated[float, typer.Option(help="GPUs per Ray task.")] = 0.0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    prompt_format: Annotated[str, typer.Option(
+        "--prompt-format", help="How examples become text: use the experts' own (default auto).")
+    ] = "auto",
+    separator: Annotated[str, typer.Option(
+        "--separator", help="Prompt format 'separator': the experts' own (default a newline).")
+    ] = "\n",
 ) -> None:
     """Score the pool's probe examples with every expert; only missing shards are computed."""
-    from taskpgm.models.scoring import score_pool
+    from taskpgm.models.scoring import ScoreSettings, score_pool
 
     table = score_pool(pool, experts, out, executor=executor, topk=topk, include_base=base,
                        address=address, max_batch_tokens=max_batch_tokens, device=device,
-                       gpus_per_task=gpus_per_task, progress=progress)
+                       gpus_per_task=gpus_per_task, progress=progress,
+                       settings=ScoreSettings(topk=topk, prompt_format=prompt_format,
+                                              separator=separator))
     run = table.manifest.metadata.get("run", {}) if table.manifest else {}
     console.print(f"scores in {out}: {len(table.experts)} experts x {len(table.tasks)} tasks "
                   f"({run.get('shards_computed', 0)} shards computed this run)")

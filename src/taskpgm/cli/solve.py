@@ -10,32 +10,36 @@ from typing import Annotated
 
 import typer
 
+from taskpgm.choices import METHODS
 from taskpgm.errors import InputError, TaskPGMError
-from taskpgm.mixture.api import STRATEGIES
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
-    app.command(name="solve")(_flag_errors(solve_command))
+    app.command(name="solve")(flag_errors(solve_command))
 
 
-_PARAMETER_RE = re.compile(r"\bparameter '([a-z_]+)'")
+# How the library names a parameter in its messages: ``parameter 'name'``, or ``name=True``
+# for a switch.
+_PARAMETER_RE = re.compile(r"\bparameter '([a-z_]+)'|\b([a-z_]+)=True\b")
 
 
-def flag_message(message: str) -> str:
-    """A library message with each ``parameter 'name'`` this command has as a flag
-    written as the flag (``parameter 'unimax_budget'`` -> ``--unimax-budget``)."""
-    options = set(inspect.signature(solve_command).parameters)
+def flag_message(message: str, command=None) -> str:
+    """A library message with each parameter that ``command`` (default: ``solve``) has as
+    a flag written as the flag (``parameter 'unimax_budget'`` -> ``--unimax-budget``,
+    ``complete=True`` -> ``--complete``)."""
+    options = set(inspect.signature(command or solve_command).parameters)
 
     def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
+        name = m.group(1) or m.group(2)
         return f"--{name.replace('_', '-')}" if name in options else m.group(0)
 
     return _PARAMETER_RE.sub(sub, message)
 
 
-def _flag_errors(command):
-    """The library names parameters; on the command line the user set flags."""
+def flag_errors(command):
+    """The library names parameters; on the command line the user set flags. Wraps a
+    command so that its errors name the flags (see :func:`flag_message`)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -43,7 +47,7 @@ def _flag_errors(command):
             return command(*args, **kwargs)
         except TaskPGMError as exc:
             msg = str(exc)
-            mapped = flag_message(msg)
+            mapped = flag_message(msg, command)
             if mapped == msg:
                 raise
             raise type(exc)(mapped) from None
@@ -65,7 +69,7 @@ def solve_command(
     out: Annotated[Path | None, typer.Option(help="Write mixture.json here.")] = None,
     names: Annotated[Path | None, typer.Option(help="Task names (one per line / JSON list)."
                                                )] = None,
-    method: Annotated[str, typer.Option(help=", ".join(STRATEGIES))] = "taskpgm",
+    method: Annotated[str, typer.Option(help=", ".join(METHODS))] = "taskpgm",
     kernel: Annotated[str, typer.Option(help="shift (the paper's reference), calibrated "
                                         "(couples only tasks within noise of each other), "
                                         "simplex-shift, clip, exp, laplacian, none")

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from taskpgm.affinity.io import AffinityMatrix, validate_matrix
+from taskpgm.choices import METHOD_OPTIONS, OPTION_TYPES, as_number, parse_option
 from taskpgm.errors import InputError
 from taskpgm.mixture import baselines
 from taskpgm.mixture.greedy import greedy_select
@@ -279,115 +280,33 @@ def _run_mixmin(inp: MixtureInputs) -> Mixture:
     return m
 
 
-_KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge", "scale_utilities")
+# How each strategy runs: (implementation, needs_affinity, needs_sizes, description). The
+# names and options are taskpgm.choices.METHOD_OPTIONS (light, so the config and the CLI
+# read them without importing this module).
+_RUNNERS: dict[str, tuple[Callable[[MixtureInputs], Mixture], bool, bool, str]] = {
+    "taskpgm": (_run_taskpgm, True, False,
+                "exact minimiser of (lam/2) p'Kp - beta u'p on the simplex"),
+    "taskpgm-paper": (_run_paper, True, False, PAPER_LABEL),
+    "uniform": (_run_uniform, False, False, "1/n each"),
+    "size": (_run_size, False, True, "proportional to task size"),
+    "temperature": (_run_temperature, False, True, "p ~ size^(1/T)"),
+    "capped": (_run_capped, False, True, "T5: p ~ min(size, K)"),
+    "unimax": (_run_unimax, False, True,
+               "UniMax: uniform up to N epochs per task within budget B"),
+    "given": (_run_given, False, False, "the user's own weights"),
+    "family-balanced": (_run_family_balanced, False, False,
+                        "uniform over family labels, then over a family's tasks"),
+    "cluster-balanced": (_run_cluster_balanced, True, False,
+                         ("uniform over clusters of redundant tasks found in the affinity, "
+                          "then within a cluster")),
+    "mixmin": (_run_mixmin, False, False,
+               "MixMin: weights minimising the expert ensemble's loss on target probes"),
+}
 STRATEGIES: dict[str, Strategy] = {
-    s.name: s
-    for s in (
-        Strategy("taskpgm", _run_taskpgm, True, False,
-                 "exact minimiser of (lam/2) p'Kp - beta u'p on the simplex",
-                 _KERNEL_OPTIONS + ("costs", "cost_budget")),
-        Strategy("taskpgm-paper", _run_paper, True, False, PAPER_LABEL, _KERNEL_OPTIONS),
-        Strategy("uniform", _run_uniform, False, False, "1/n each"),
-        Strategy("size", _run_size, False, True, "proportional to task size"),
-        Strategy("temperature", _run_temperature, False, True, "p ~ size^(1/T)",
-                 ("temperature",)),
-        Strategy("capped", _run_capped, False, True, "T5: p ~ min(size, K)", ("cap",)),
-        Strategy("unimax", _run_unimax, False, True,
-                 "UniMax: uniform up to N epochs per task within budget B",
-                 ("unimax_budget", "max_epochs")),
-        Strategy("given", _run_given, False, False, "the user's own weights", ("weights",)),
-        Strategy("family-balanced", _run_family_balanced, False, False,
-                 "uniform over family labels, then over a family's tasks", ("families",)),
-        Strategy("cluster-balanced", _run_cluster_balanced, True, False,
-                 "uniform over clusters of redundant tasks found in the affinity, then "
-                 "within a cluster"),
-        Strategy("mixmin", _run_mixmin, False, False,
-                 "MixMin: weights minimising the expert ensemble's loss on target probes",
-                 ("scores",)),
-    )
+    name: Strategy(name, *_RUNNERS[name], options=options)
+    for name, options in METHOD_OPTIONS.items()
 }
 STRATEGY_OPTIONS = frozenset(o for s in STRATEGIES.values() for o in s.options)
-
-# What each strategy option takes: the one registry the Python API (check_options) and the
-# run config (taskpgm.config, strategy params) both check values against.
-#   number>0 / number>=0: a finite real number (a numeric string is read as one)
-#   bool: true or false;  values>0: a mapping task -> number > 0, or a list of them
-#   weights: a file, a mapping task -> weight or a list;  mapping: task -> label
-#   scores: a scores directory or a ScoreTable
-OPTION_TYPES: dict[str, str] = {
-    "kernel_floor": "number>=0",
-    "sigma": "number>0",
-    "ridge": "number>=0",
-    "scale_utilities": "bool",
-    "costs": "values>0",
-    "cost_budget": "number>0",
-    "temperature": "number>0",
-    "cap": "number>0",
-    "unimax_budget": "number>0",
-    "max_epochs": "number>0",
-    "weights": "weights",
-    "families": "mapping",
-    "scores": "scores",
-}
-
-_TYPE_WORDS = {
-    "number>0": "a number > 0", "number>=0": "a number >= 0", "int>=0": "an integer >= 0",
-    "bool": "true or false", "values>0": "a mapping task -> number > 0 or a list of them",
-    "weights": "a file, a mapping task -> weight or a list of weights",
-    "mapping": "a mapping task -> label", "scores": "a scores directory or a ScoreTable",
-}
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def parse_option(kind: str, value: Any) -> Any:
-    """``value`` checked against ``kind`` (a value of :data:`OPTION_TYPES`) and normalised
-    (a numeric string becomes a float); raises ValueError whose message says what the
-    value must be."""
-    want = _TYPE_WORDS.get(kind, kind)
-    if kind in ("number>0", "number>=0"):
-        x = _as_number(value)
-        if x is None or not np.isfinite(x) or (x <= 0 if kind == "number>0" else x < 0):
-            raise ValueError(f"must be {want}, got {value!r}")
-        return float(value) if isinstance(value, str) else value
-    if kind == "int>=0":
-        x = _as_number(value)
-        if x is None or not np.isfinite(x) or x != int(x) or x < 0:
-            raise ValueError(f"must be {want}, got {value!r}")
-        return int(x) if isinstance(value, str) else value
-    if kind == "bool":
-        if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"must be {want}, got {value!r}")
-        return value
-    if kind == "values>0":
-        items = (list(value.values()) if isinstance(value, Mapping)
-                 else list(value) if isinstance(value, (list, tuple, np.ndarray)) else None)
-        if items is None or any((x := _as_number(v)) is None or not np.isfinite(x) or x <= 0
-                                for v in items):
-            raise ValueError(f"must be {want}, got {value!r}")
-        return value
-    if kind == "weights":
-        from pathlib import PurePath
-
-        if not isinstance(value, (str, PurePath, Mapping, list, tuple, np.ndarray)):
-            raise ValueError(f"must be {want}, got {value!r}")
-        return value
-    if kind == "mapping":
-        if not isinstance(value, Mapping):
-            raise ValueError(f"must be {want}, got {value!r}")
-        return value
-    return value
 
 
 def check_options(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -428,7 +347,7 @@ def _resolve_names(affinity, names: Sequence[str] | None, sizes) -> tuple[list[s
 
 
 def _number(x: float, what: str, *, zero_ok: bool) -> float:
-    v = _as_number(x)
+    v = as_number(x)
     if v is None:
         raise InputError(f"parameter {what!r} must be a number, got {x!r}")
     if not (np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
@@ -485,7 +404,7 @@ def make_inputs(
         raise InputError("a task name appears twice")
     beta, lam = resolve_trade_off(n, beta, lam, r_rel)
     if budget_k is not None:
-        k = _as_number(budget_k) if not isinstance(budget_k, str) else None
+        k = as_number(budget_k) if not isinstance(budget_k, str) else None
         if k is None or not np.isfinite(k) or k != int(k) or k < 1:
             raise InputError(f"parameter 'budget_k' must be a positive integer, "
                              f"got {budget_k!r}")

@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from taskpgm.choices import KERNELS
 from taskpgm.errors import InputError
 
-KERNELS = ("shift", "calibrated", "simplex-shift", "clip", "exp", "laplacian", "none")
 CALIBRATED_RIDGE = 0.1
 _SYM_TOL = 1e-9
 _PSD_TOL = 1e-10

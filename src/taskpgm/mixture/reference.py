@@ -71,15 +71,13 @@ def given_weights(weights, names: Sequence[str]) -> tuple[np.ndarray, str | None
 
 
 def _read_weights(path: Path, read_values):
-    import json
+    from taskpgm.io import read_json
 
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
     if path.suffix.lower() == ".json":
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: malformed JSON ({exc})") from None
+        # Malformed JSON and bytes that are not UTF-8 are reported with their line.
+        raw = read_json(path)
         if isinstance(raw, dict) and raw.get("format") == "taskpgm-mixture":
             from taskpgm.mixture.record import Mixture
 

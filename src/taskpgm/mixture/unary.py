@@ -20,15 +20,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from taskpgm.choices import UNARIES
 from taskpgm.errors import InputError
-
-UNARIES = ("auto", "balanced", "rowsum", "target", "given", "none")
+from taskpgm.io import read_text_utf8
 
 
 def unary_utilities(
@@ -100,16 +101,23 @@ def _align(values, names: Sequence[str], what: str) -> np.ndarray:
 
 def read_values(path: str | Path, what: str = "values") -> dict[str, float] | list[float]:
     """Per-task numbers from a file: JSON {name: value}, CSV/whitespace ``name,value``
-    lines, or one bare number per line (aligned with the task order)."""
+    lines, or one bare number per line (aligned with the task order).
+
+    Errors name the file and the line as an editor counts it: blank lines count, a
+    quoted cell may span lines, and a byte that is not UTF-8 is reported on its own line.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
-    text = path.read_text(encoding="utf-8")
+    # Decode the whole file first, so a bad byte is reported on its own line.
+    text = read_text_utf8(path)
     if text.lstrip().startswith(("{", "[")):
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InputError(f"{path}: JSON nested too deeply") from None
         if isinstance(raw, dict):
             out: dict[str, float] = {}
             for k, v in raw.items():
@@ -118,10 +126,10 @@ def read_values(path: str | Path, what: str = "values") -> dict[str, float] | li
         if isinstance(raw, list):
             return [_number(v, f"{path} item {i}") for i, v in enumerate(raw)]
         raise InputError(f"{path}: expected a JSON object {{name: value}}")
-    rows = list(csv.reader(text.splitlines()))
     named: dict[str, float] = {}
     bare: list[float] = []
-    for lineno, row in enumerate(rows, start=1):
+    first = True
+    for lineno, row in _csv_rows(path, text):
         cells = [c.strip() for c in (row if len(row) > 1 else " ".join(row).split())]
         cells = [c for c in cells if c]
         if not cells:
@@ -129,16 +137,31 @@ def read_values(path: str | Path, what: str = "values") -> dict[str, float] | li
         if len(cells) == 1:
             bare.append(_number(cells[0], f"{path}:{lineno}"))
         elif len(cells) == 2:
-            if lineno == 1 and not _is_number(cells[1]):
+            if first and not _is_number(cells[1]):
+                first = False
                 continue  # header row such as "name,value"
             if cells[0] in named:
                 raise InputError(f"{path}:{lineno}: task {cells[0]!r} appears twice")
             named[cells[0]] = _number(cells[1], f"{path}:{lineno}")
         else:
             raise InputError(f"{path}:{lineno}: expected 'name,value', got {len(cells)} fields")
+        first = False
     if named and bare:
         raise InputError(f"{path}: mixes 'name,value' lines with bare numbers")
     return named or bare
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line where the row starts, row)`` for each CSV row of ``text``, blank rows
+    included in the count (the affinity CSV reader's rule, taskpgm.affinity.io)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    try:
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
 def _is_number(s: str) -> bool:

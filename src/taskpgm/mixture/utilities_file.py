@@ -26,10 +26,8 @@ def load_utilities_file(path: str | Path, names: Sequence[str]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: utilities file not found")
-    try:
-        values = read_values(path, "utilities")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: utilities file is not UTF-8 text") from None
+    # Bytes that are not UTF-8 are an InputError naming their line (read_values).
+    values = read_values(path, "utilities")
     if not values:
         raise InputError(f"{path}: no utilities in the file")
     return align_values(values, list(names), f"utilities {path}")

@@ -11,7 +11,7 @@ from taskpgm.tasks.pool import Example
 TRAIN_FILE = "train.jsonl"
 
 
-def read_train_jsonl(path: str | Path) -> list[tuple[str, str]]:
+def read_train_jsonl(path: str | Path) -> list[Example]:
     """``{"prompt", "response"}`` or ``{"messages"}`` lines; ``id`` is optional here."""
     path = Path(path)
     if not path.exists():
@@ -19,23 +19,23 @@ def read_train_jsonl(path: str | Path) -> list[tuple[str, str]]:
                          "or a JSONL file)")
     if path.is_dir():
         path = path / TRAIN_FILE
-    pairs: list[tuple[str, str]] = []
+    examples: list[Example] = []
     for lineno, rec in iter_jsonl(path):
-        ex = Example.from_record({"id": lineno, **rec}, f"{path}:{lineno}")
-        pairs.append((ex.prompt, ex.response))
-    if not pairs:
+        examples.append(Example.from_record({"id": lineno, **rec}, f"{path}:{lineno}"))
+    if not examples:
         raise InputError(f"{path}: no training examples")
-    return pairs
+    return examples
 
 
-def as_pairs(examples: object) -> list[tuple[str, str]]:
-    """Accept a data dir / JSONL path, a list of :class:`Example`, or (prompt, response) pairs."""
+def as_examples(examples: object) -> list[Example | tuple[str, str]]:
+    """Accept a data dir / JSONL path, a list of :class:`Example`, or (prompt, response)
+    pairs; chat examples keep their messages, so a chat template can render them."""
     if isinstance(examples, (str, Path)):
-        return read_train_jsonl(examples)
-    out: list[tuple[str, str]] = []
+        return list(read_train_jsonl(examples))
+    out: list[Example | tuple[str, str]] = []
     for ex in examples:  # type: ignore[attr-defined]
         if isinstance(ex, Example):
-            out.append((ex.prompt, ex.response))
+            out.append(ex)
         else:
             prompt, response = ex
             out.append((str(prompt), str(response)))

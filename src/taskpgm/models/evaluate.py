@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from taskpgm.errors import InputError
 from taskpgm.models.encode import encode_pair, model_max_length
 from taskpgm.models.load import LoadedModel, cpu_threads_for, load_model
+from taskpgm.models.prompt_format import DEFAULT_SEPARATOR, Rendered, render_prompt
 from taskpgm.models.scoring import ScoreSettings, score_pairs
 from taskpgm.tasks.pool import SPLITS, Example, Pool
 
@@ -44,7 +45,8 @@ class TaskEval:
 
 def option_accuracy(loaded: LoadedModel, examples: Sequence[Example],
                     max_batch_tokens: int = 8192,
-                    batch_size: int | None = None) -> tuple[float, float]:
+                    batch_size: int | None = None,
+                    settings: ScoreSettings | None = None) -> tuple[float, float]:
     """(accuracy, length-normalised accuracy) from option log-likelihoods."""
     pairs, owner = [], []
     for i, ex in enumerate(examples):
@@ -53,7 +55,8 @@ def option_accuracy(loaded: LoadedModel, examples: Sequence[Example],
         for opt in ex.options:
             pairs.append((ex.prompt, opt))
             owner.append(i)
-    scored = score_pairs(loaded, pairs, ScoreSettings(append_eos=False),
+    s = settings or ScoreSettings()
+    scored = score_pairs(loaded, pairs, replace(s, append_eos=False),
                          max_batch_tokens=max_batch_tokens, batch_size=batch_size)
     hits = hits_norm = 0
     pos = 0
@@ -68,14 +71,18 @@ def option_accuracy(loaded: LoadedModel, examples: Sequence[Example],
     return hits / n, hits_norm / n
 
 
-def greedy_generate(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 32,
-                    batch_size: int = 32) -> list[str]:
-    """Greedy continuations of ``prompts`` (batched with left padding), cut at EOS."""
+def greedy_generate(loaded: LoadedModel, prompts: Sequence[str | Rendered],
+                    max_new_tokens: int = 32, batch_size: int = 32) -> list[str]:
+    """Greedy continuations of ``prompts`` (batched with left padding), cut at EOS; a
+    :class:`Rendered` prompt from a chat template is tokenised without added specials."""
     tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
     max_len = model_max_length(model) - max_new_tokens
     if max_len < 1:
         raise InputError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt")
-    encs = [encode_pair(tok, p, "", append_eos=False, max_length=max_len + 1).ids for p in prompts]
+    encs = [encode_pair(tok, p.prompt, "", append_eos=False, max_length=max_len + 1,
+                        templated=p.templated).ids if isinstance(p, Rendered) else
+            encode_pair(tok, p, "", append_eos=False, max_length=max_len + 1).ids
+            for p in prompts]
     order = sorted(range(len(encs)), key=lambda i: len(encs[i]))
     outs: list[str] = [""] * len(encs)
     with torch.inference_mode():
@@ -108,6 +115,8 @@ def evaluate_model(
     max_batch_tokens: int = 8192,
     batch_size: int | None = None,
     device: str | None = None,
+    prompt_format: str = "auto",
+    separator: str = DEFAULT_SEPARATOR,
 ) -> dict[str, TaskEval]:
     """Evaluate a model on ``tasks`` (default: all) of ``pool``; task -> :class:`TaskEval`.
 
@@ -130,12 +139,15 @@ def evaluate_model(
         pool.task(name)
     with cpu_threads_for(loaded.model, loaded.device):
         return _evaluate(loaded, pool, names, split, max_new_tokens, max_batch_tokens,
-                         batch_size)
+                         batch_size, ScoreSettings(prompt_format=prompt_format,
+                                                   separator=separator))
 
 
 def _evaluate(loaded: LoadedModel, pool: Pool, names: list[str], split: str,
               max_new_tokens: int, max_batch_tokens: int,
-              batch_size: int | None = None) -> dict[str, TaskEval]:
+              batch_size: int | None = None,
+              settings: ScoreSettings | None = None) -> dict[str, TaskEval]:
+    s = settings or ScoreSettings()
     results: dict[str, TaskEval] = {}
     for name in names:
         info = pool.task(name)
@@ -143,16 +155,18 @@ def _evaluate(loaded: LoadedModel, pool: Pool, names: list[str], split: str,
         examples = pool.examples(name, split)
         if not examples:
             raise InputError(f"{path}: task {name!r} has no examples in split {split!r}")
-        scored = score_pairs(loaded, [(e.prompt, e.response) for e in examples],
+        scored = score_pairs(loaded, examples, s,
                              max_batch_tokens=max_batch_tokens, batch_size=batch_size)
         n_tok = int(scored.n_tokens.sum())
         res = TaskEval(name, info.kind, split, len(examples), n_tok,
                        float(-scored.logprob.sum() / max(n_tok, 1)))
         if info.kind == "multiple_choice":
             res.accuracy, res.accuracy_norm = option_accuracy(loaded, examples, max_batch_tokens,
-                                                              batch_size)
+                                                              batch_size, s)
         else:
-            gens = greedy_generate(loaded, [e.prompt for e in examples], max_new_tokens,
+            prompts = [render_prompt(e.prompt, e.messages, loaded.tokenizer, s.prompt_format,
+                                     s.separator) for e in examples]
+            gens = greedy_generate(loaded, prompts, max_new_tokens,
                                    **({} if batch_size is None else {"batch_size": batch_size}))
             res.exact_match = float(np.mean([g.strip() == e.response.strip()
                                              for g, e in zip(gens, examples, strict=True)]))

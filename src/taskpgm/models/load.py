@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from taskpgm.errors import InputError
+from taskpgm.models.local import check_model_dir
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -95,9 +96,7 @@ def _one_line(exc: BaseException) -> str:
 def load_tokenizer(path: str | Path) -> Any:
     from transformers import AutoTokenizer
 
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path}: model directory not found")
+    path = check_model_dir(path)
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad dir
@@ -128,9 +127,7 @@ def load_model(
     """Load model + tokenizer from ``path``; any failure is one line naming the directory."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path}: model directory not found")
+    path = check_model_dir(path)
     quiet_transformers()
     dev = device if isinstance(device, torch.device) else pick_device(device)
     dtype = dtype or default_dtype(dev)

@@ -33,7 +33,9 @@ import torch
 from taskpgm.errors import InputError
 from taskpgm.io import read_json, sha256_file
 from taskpgm.models.encode import Encoded, encode_pairs, length_batches, model_max_length
+from taskpgm.models.heads import response_logits
 from taskpgm.models.load import ADAPTER_CONFIG, LoadedModel, cpu_threads_for, load_model
+from taskpgm.models.prompt_format import DEFAULT_SEPARATOR, check_format, render_all
 from taskpgm.models.train import collate
 from taskpgm.portable import portable_path
 from taskpgm.progress import bars_enabled
@@ -59,10 +61,13 @@ class ScoreSettings:
     topk: int = 0
     append_eos: bool = True
     max_length: int | None = None  # default: the model's context size
+    prompt_format: str = "auto"  # taskpgm.models.prompt_format: the same text experts trained on
+    separator: str = DEFAULT_SEPARATOR
 
     def check(self) -> None:
         if self.topk < 0:
             raise InputError(f"score: topk must be >= 0, got {self.topk}")
+        check_format(self.prompt_format, self.separator)
 
 
 @dataclass
@@ -111,25 +116,32 @@ def score_encoded(
             rows_enc = [encs[i] for i in idx]
             batch = collate(rows_enc, pad_id, labels=False)
             ids = batch["input_ids"].to(device)
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device)).logits
             # Gather (row, position-that-predicts-it) for every response token.
             rows = torch.cat([torch.full((e.n_response,), r, dtype=torch.long)
                               for r, e in enumerate(rows_enc)]).to(device)
             pos = torch.cat([torch.arange(e.start, len(e), dtype=torch.long)
                              for e in rows_enc]).to(device)
             targets = ids[rows, pos]
-            lp = torch.log_softmax(logits[rows, pos - 1].float(), dim=-1)
-            tok_lp = lp.gather(1, targets[:, None]).squeeze(1)
+            tok_lp = torch.empty(len(rows), dtype=torch.float32, device=device)
+            top_v, top_i = [], []
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                # Logits only where a response token is predicted (models/heads.py).
+                for sl, logits in response_logits(model, ids, batch["attention_mask"].to(device),
+                                                  rows, pos):
+                    lp = torch.log_softmax(logits, dim=-1)
+                    tok_lp[sl] = lp.gather(1, targets[sl, None]).squeeze(1)
+                    if topk:
+                        v, t = lp.topk(min(topk, lp.shape[-1]), dim=-1)
+                        top_v.append(v.cpu())
+                        top_i.append(t.cpu())
+                    del lp, logits
             sums = torch.zeros(len(idx), dtype=torch.float64, device=device)
             sums.index_add_(0, rows, tok_lp.double())
             logprob[idx] = sums.cpu().numpy()
             if topk:
-                k = min(topk, lp.shape[-1])
-                vals, tops = lp.topk(k, dim=-1)
                 counts = [e.n_response for e in rows_enc]
-                for i, v, t in zip(idx, vals.cpu().split(counts), tops.cpu().split(counts),
-                                   strict=True):
+                vals, tops = torch.cat(top_v), torch.cat(top_i)
+                for i, v, t in zip(idx, vals.split(counts), tops.split(counts), strict=True):
                     tk_ids[i] = t.numpy().astype(np.int32)
                     tk_lp[i] = v.numpy().astype(np.float32)
             if on_batch:
@@ -141,17 +153,19 @@ def score_encoded(
 
 def score_pairs(
     loaded: LoadedModel,
-    pairs: Sequence[tuple[str, str]],
+    pairs: Sequence[Any],
     settings: ScoreSettings | None = None,
     *,
     max_batch_tokens: int = 8192,
     batch_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoredBatch:
-    """Encode (prompt, response) pairs with the model's tokenizer and score them."""
+    """Render pool examples or (prompt, response) pairs under ``settings.prompt_format``,
+    encode them with the model's tokenizer and score them."""
     s = settings or ScoreSettings()
     max_len = s.max_length or model_max_length(loaded.model)
-    encs = encode_pairs(loaded.tokenizer, pairs, append_eos=s.append_eos, max_length=max_len)
+    rendered = render_all(pairs, loaded.tokenizer, s.prompt_format, s.separator)
+    encs = encode_pairs(loaded.tokenizer, rendered, append_eos=s.append_eos, max_length=max_len)
     return score_encoded(loaded.model, encs, pad_id=loaded.tokenizer.pad_token_id, topk=s.topk,
                          max_batch_tokens=max_batch_tokens, batch_size=batch_size,
                          device=loaded.device, on_batch=on_batch)
@@ -191,7 +205,7 @@ def _score_tasks(expert_name, loaded, pool, todo, out, settings, max_batch_token
     done = []
     for task in todo:
         examples = pool.examples(task, "probe")
-        scored = score_pairs(loaded, [(e.prompt, e.response) for e in examples], settings,
+        scored = score_pairs(loaded, examples, settings,
                              max_batch_tokens=max_batch_tokens, batch_size=batch_size,
                              on_batch=on_batch)
         write_shard(shard_path(out, expert_name, task), Shard(

@@ -23,9 +23,11 @@ from taskpgm.config import ExpertsConfig as _ExpertsSection
 from taskpgm.config import TrainConfig as _TrainSection
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, read_json
-from taskpgm.models.data import as_pairs
+from taskpgm.models.data import as_examples
 from taskpgm.models.encode import Encoded, encode_pairs, model_max_length
+from taskpgm.models.heads import response_logits
 from taskpgm.models.load import cpu_threads_for, load_model
+from taskpgm.models.prompt_format import DEFAULT_SEPARATOR, check_format, render_all
 from taskpgm.portable import portable_path, resolve_recorded
 from taskpgm.progress import bars_enabled
 from taskpgm.tasks.pool import Pool
@@ -58,6 +60,8 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_targets: list[str] | None = None  # None: peft's default for the architecture
     threads: int | None = None
+    prompt_format: str = "auto"  # taskpgm.models.prompt_format
+    separator: str = DEFAULT_SEPARATOR
 
     def check(self) -> None:
         if self.steps < 1:
@@ -70,6 +74,7 @@ class TrainConfig:
             raise InputError(f"training: seed must be a non-negative integer, got {self.seed!r}")
         if self.schedule not in ("cosine", "linear"):
             raise InputError(f"training: schedule must be 'cosine' or 'linear', got {self.schedule!r}")
+        check_format(self.prompt_format, self.separator)
 
 
 @dataclass
@@ -121,6 +126,19 @@ def collate(encs: list[Encoded], pad_id: int, labels: bool = True) -> dict[str, 
     return out
 
 
+def response_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the response tokens (``labels`` != -100), with
+    logits built at those positions only (models/heads.py), not [batch, seq, vocab]."""
+    labels = batch["labels"]
+    rows, pos = torch.nonzero(labels != IGNORE, as_tuple=True)
+    total = torch.zeros((), dtype=torch.float32, device=labels.device)
+    for sl, logits in response_logits(model, batch["input_ids"], batch["attention_mask"],
+                                      rows, pos):
+        total = total + torch.nn.functional.cross_entropy(
+            logits, labels[rows[sl], pos[sl]], reduction="sum")
+    return total / max(len(rows), 1)
+
+
 def train_model(
     base: str | Path,
     train_examples_or_data_dir: Any,
@@ -131,6 +149,8 @@ def train_model(
     lr: float = _TRAIN.lr,
     seed: int = 0,
     lora: bool = _TRAIN.lora,
+    prompt_format: str = "auto",
+    separator: str = DEFAULT_SEPARATOR,
     config: TrainConfig | None = None,
     progress: bool = True,
     description: str = "train",
@@ -142,14 +162,16 @@ def train_model(
     list of pool ``Example`` objects, or ``(prompt, response)`` pairs. With ``config``
     the keyword settings are ignored (``config.lora`` decides LoRA).
     """
-    cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora)
+    cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora,
+                                prompt_format=prompt_format, separator=separator)
     cfg.check()
-    pairs = as_pairs(train_examples_or_data_dir)
+    examples = as_examples(train_examples_or_data_dir)
     torch.manual_seed(cfg.seed)
     loaded = load_model(base, dtype=torch.float32, trainable=True)
     model, tok, dev = loaded.model, loaded.tokenizer, loaded.device
     max_len = cfg.max_length or model_max_length(model)
-    encs = encode_pairs(tok, pairs, append_eos=True, max_length=max_len)
+    rendered = render_all(examples, tok, cfg.prompt_format, cfg.separator)
+    encs = encode_pairs(tok, rendered, append_eos=True, max_length=max_len)
     if cfg.lora:
         model = _wrap_lora(model, cfg, base)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -168,7 +190,7 @@ def train_model(
             batch = collate([encs[i] for i in next(batches)], tok.pad_token_id)
             batch = {k: v.to(dev) for k, v in batch.items()}
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss = model(**batch).loss
+                loss = response_loss(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -270,6 +292,8 @@ def train_experts(
     seed: int = 0,
     lora: bool = _EXPERTS.lora,
     progress: bool = True,
+    prompt_format: str = "auto",
+    separator: str = DEFAULT_SEPARATOR,
     config: TrainConfig | None = None,
 ) -> dict[str, TrainResult | None]:
     """Train one expert per training task into ``out/<task>/``; finished experts are skipped.
@@ -302,7 +326,8 @@ def train_experts(
             continue
         if target.exists():  # a leftover without marker: not ours to trust
             shutil.rmtree(target)
-        base_cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora)
+        base_cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora,
+                                         prompt_format=prompt_format, separator=separator)
         cfg = TrainConfig(**{**asdict(base_cfg), "seed": expert_seed(seed, name)})
         results[name] = train_model(
             base, data[name], target, config=cfg, lora=cfg.lora, progress=progress,
@@ -326,7 +351,7 @@ def train_experts(
 # Settings that change what an expert learns; a finished expert made with other values
 # is kept (resume skips it) but the user is told.
 _EXPERT_SETTINGS = ("steps", "batch_size", "lr", "weight_decay", "warmup_frac", "schedule",
-                    "max_length", "lora", "lora_r", "lora_alpha")
+                    "max_length", "lora", "lora_r", "lora_alpha", "prompt_format", "separator")
 
 
 def settings_mismatch(model_dir: str | Path, base: str | Path,

@@ -63,6 +63,13 @@ def check_plan(ctx: PipelineContext, runner: Runner, items: list[PlanItem]) -> N
     """Refuse before any work: files the run would delete but did not write, and (when
     the pool is already there to read) task names and splits later stages need."""
     runner.check(items)
+    if ctx.cfg.model.base != "tiny":
+        from taskpgm.models.local import check_model_dir
+
+        try:
+            check_model_dir(ctx.cfg.model.base)
+        except InputError as exc:
+            raise InputError(f"model.base: {exc}") from None
     pool_item = next(i for i in items if i.stage.name == "pool")
     if ctx.cfg.pool.source == "dir" or pool_item.action == "skip":
         preflight(ctx)

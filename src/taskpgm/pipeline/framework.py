@@ -84,6 +84,11 @@ class StagesRecord(BaseModel):
     stages: dict[str, StageState] = {}
 
 
+def _file_entry_ok(entry: list) -> bool:
+    return (len(entry) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                    for v in entry[:2]) and isinstance(entry[2], str))
+
+
 def _digest(obj: Any) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
@@ -145,12 +150,23 @@ class Runner:
         if not self.record_path.is_file():
             return StagesRecord()
         try:
-            return StagesRecord.model_validate(read_json(self.record_path))
+            record = StagesRecord.model_validate(read_json(self.record_path))
         except ValidationError as exc:
             raise InputError(
                 f"{self.record_path}: not a taskpgm stage record ({exc.errors()[0]['msg']}); "
                 "remove it to start the run afresh"
             ) from None
+        outputs = {st.name: st.outputs for st in self.stages}
+        for name, state in record.stages.items():
+            for rel, entry in (state.files or {}).items():
+                ok = ownership.within(rel, outputs.get(name, ())) or name not in outputs
+                if not ok or not _file_entry_ok(entry):
+                    raise InputError(
+                        f"{self.record_path}: stage {name!r} records {rel!r}, which is not one "
+                        "of its outputs or not [size, mtime, sha256]; the record was edited "
+                        "by hand: remove it to start the run afresh"
+                    )
+        return record
 
     def _save_record(self) -> None:
         atomic_write_json(self.record_path, self.record.model_dump(mode="json"))

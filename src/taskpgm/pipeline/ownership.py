@@ -78,10 +78,20 @@ def present(root: Path, outputs: tuple[str, ...]) -> list[str]:
     return [_rel(root, f) for rel in outputs for f in _files_under(root, rel)]
 
 
+def within(rel: str, outputs: tuple[str, ...]) -> bool:
+    """Whether ``rel`` names a path inside one of ``outputs`` (a hand-edited record
+    could name ``../../somewhere``; nothing outside a stage's outputs is ever touched)."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return False
+    return any(parts[: len(o.split("/"))] == o.split("/") for o in outputs)
+
+
 def remove_recorded(root: Path, outputs: tuple[str, ...], files: FileRecord) -> None:
     """Remove the recorded files, then the directories under ``outputs`` left empty."""
     for rel in files:
-        (root / rel).unlink(missing_ok=True)
+        if within(rel, outputs):
+            (root / rel).unlink(missing_ok=True)
     for rel in outputs:
         p = root / rel
         if p.is_dir() and not p.is_symlink():

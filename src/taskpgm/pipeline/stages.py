@@ -39,6 +39,10 @@ from taskpgm.pipeline.framework import Stage
 from taskpgm.portable import portable_path
 
 BASE_EVAL = "base"
+# Bumped when how models read their text changes (2: one tokenisation of prompt + response,
+# prompt formats, loss at response positions only); every stage below "base" depends on
+# it, so runs made before re-run their models.
+MODEL_CODE_VERSION = 2
 
 
 @dataclass
@@ -260,8 +264,10 @@ def stage_base(ctx: PipelineContext) -> None:
     pool = ctx.pool()
     examples = [ex for name in ctx.train_task_names() for ex in pool.examples(name, "train")]
     e = ctx.cfg.experts
+    m = ctx.cfg.model
     train_model(init, examples, ctx.paths.base, steps=t.pretrain_steps, batch_size=e.batch_size,
-                lr=e.lr, seed=seed, progress=ctx.progress, description="base pre-training")
+                lr=e.lr, seed=seed, progress=ctx.progress, description="base pre-training",
+                prompt_format=m.prompt_format, separator=m.separator)
 
 
 def stage_experts(ctx: PipelineContext) -> None:
@@ -270,18 +276,22 @@ def stage_experts(ctx: PipelineContext) -> None:
     e = ctx.cfg.experts
     train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, steps=e.steps,
                   batch_size=e.batch_size, lr=e.lr, seed=ctx.cfg.run.seed, lora=e.lora,
-                  progress=ctx.progress)
+                  progress=ctx.progress, prompt_format=ctx.cfg.model.prompt_format,
+                  separator=ctx.cfg.model.separator)
 
 
 def stage_scores(ctx: PipelineContext) -> None:
-    from taskpgm.models.scoring import score_pool
+    from taskpgm.models.scoring import ScoreSettings, score_pool
 
     s = ctx.cfg.scoring
+    m = ctx.cfg.model
     # The base model is scored too: the "experts beat base" check and the target-aware
     # utilities for held-out tasks (which have no experts) both need it.
     score_pool(ctx.pool(), ctx.paths.experts, ctx.paths.scores, executor=s.executor,
                topk=s.topk, include_base=ctx.base_dir, address=s.ray_address,
-               batch_size=s.batch_size, progress=ctx.progress)
+               batch_size=s.batch_size, progress=ctx.progress,
+               settings=ScoreSettings(topk=s.topk, prompt_format=m.prompt_format,
+                                      separator=m.separator))
 
 
 def stage_affinity(ctx: PipelineContext) -> None:
@@ -428,9 +438,11 @@ def stage_train(ctx: PipelineContext, name: str) -> None:
     from taskpgm.models.train import train_model
 
     t = ctx.cfg.train
+    m = ctx.cfg.model
     train_model(ctx.base_dir, ctx.paths.data(name), ctx.paths.model(name), steps=t.steps,
                 batch_size=t.batch_size, lr=t.lr, seed=replicate_seed(ctx, name), lora=t.lora,
-                progress=ctx.progress, description=f"train {name}")
+                progress=ctx.progress, description=f"train {name}",
+                prompt_format=m.prompt_format, separator=m.separator)
 
 
 def stage_eval(ctx: PipelineContext, name: str) -> None:
@@ -439,7 +451,9 @@ def stage_eval(ctx: PipelineContext, name: str) -> None:
     model_dir = ctx.base_dir if name == BASE_EVAL else ctx.paths.model(name)
     rec = evaluate_to_record(model_dir, ctx.pool(), ctx.eval_task_names(), name,
                              split=ctx.cfg.evaluate.split,
-                             max_examples=ctx.cfg.evaluate.max_examples)
+                             max_examples=ctx.cfg.evaluate.max_examples,
+                             prompt_format=ctx.cfg.model.prompt_format,
+                             separator=ctx.cfg.model.separator)
     rec.metadata["model"] = portable_path(model_dir, ctx.paths.eval(name).parent)
     rec.save(ctx.paths.eval(name))
 
@@ -494,10 +508,11 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                              else None},
                             deps=("pool",),
                             outputs=("base", "base-init") if cfg.model.tiny.pretrain_steps
-                            else ("base",)))
+                            else ("base",), version=MODEL_CODE_VERSION))
         base_deps = ("base",)
     else:
-        stages.append(Stage("base", lambda: None, {"model": cfg.section("model")}, deps=("pool",)))
+        stages.append(Stage("base", lambda: None, {"model": cfg.section("model")}, deps=("pool",),
+                            version=MODEL_CODE_VERSION))
         base_deps = ("base",)
     stages.append(Stage("experts", lambda: stage_experts(ctx),
                         {"experts": cfg.section("experts"), "seed": seed},

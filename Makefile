@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := models,ray,report,export,dev
+EXTRAS := models,ray,report,export,dev,exporttest
 
 .PHONY: setup demo test bench bench-quality lint clean
 
@@ -13,6 +13,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	# LLaMA-Factory's own loader checks the llamafactory export in tests; without its
+	# dependencies (they would downgrade transformers and pull gradio/torchaudio).
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'llamafactory==0.9.5'
 	touch $(STAMP)
 
 demo: setup

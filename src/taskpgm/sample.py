@@ -10,7 +10,8 @@ holds the pool in memory:
 3. Extract: each task file is read once; the chosen lines are written, in plan order,
    to a per-task part file. Only one task's chosen lines are in memory at a time.
 4. Interleave: a seeded shuffle of task labels (N small integers) says which part file
-   the next output line comes from.
+   the next output line comes from. Exports (taskpgm.export) read the part files; those
+   that keep the sample's order follow the same labels.
 
 Everything is written inside a temporary directory that replaces ``out`` at the end,
 so a failure leaves nothing half-written; the same seed gives byte-identical files.
@@ -33,6 +34,7 @@ from taskpgm.choices import ALLOCATIONS
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, sha256_file
 from taskpgm.mixture.record import Mixture
+from taskpgm.models.prompt_format import DEFAULT_SEPARATOR
 from taskpgm.portable import portable_path
 from taskpgm.tasks.pool import Example, Pool
 from taskpgm.tasks.splits import stable_hash
@@ -133,6 +135,9 @@ def output_record(task: str, ex: Example, style: str) -> dict[str, Any]:
         )
     else:
         rec["prompt"], rec["response"] = ex.prompt, ex.response
+        if style == "full" and ex.messages is not None:
+            # Exports (taskpgm.export) need the conversation; train.jsonl drops it again.
+            rec["messages"] = [dict(m) for m in ex.messages]
     if ex.options is not None:
         rec["options"], rec["answer"] = list(ex.options), ex.answer
     return rec
@@ -172,13 +177,30 @@ def _extract_task(
         out.writelines(chosen[i] for i in plan.tolist())
 
 
-def _interleave(parts: list[Path], counts: np.ndarray, dest: Path, seed: int) -> None:
-    labels = np.repeat(np.arange(len(parts), dtype=np.int32), counts)
+def mixing_order(counts: np.ndarray, seed: int) -> np.ndarray:
+    """For each output line, the index of the part file it comes from (seeded shuffle)."""
+    labels = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
     np.random.default_rng([seed, 0x1EAF]).shuffle(labels)
+    return labels
+
+
+def _without_messages(line: str) -> str:
+    """A ``full`` part line as the ``prompt_response`` style writes it (same bytes)."""
+    rec = json.loads(line)
+    if "messages" not in rec:
+        return line
+    del rec["messages"]
+    return json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _interleave(parts: list[Path], labels: np.ndarray, dest: Path, style: str) -> None:
     with contextlib.ExitStack() as stack:
         readers = [stack.enter_context(open(p, encoding="utf-8")).readline for p in parts]
         with open(dest, "w", encoding="utf-8") as out:
-            out.writelines(readers[i]() for i in labels.tolist())
+            if style == "full":
+                out.writelines(_without_messages(readers[i]()) for i in labels.tolist())
+            else:
+                out.writelines(readers[i]() for i in labels.tolist())
 
 
 def _resolve_mixture(pool: Pool, mixture: Mixture, where: str) -> np.ndarray:
@@ -203,11 +225,13 @@ def materialise(
     allocation: str = "largest_remainder",
     max_epochs: int | None = None,
     format: str = "jsonl",
+    separator: str = DEFAULT_SEPARATOR,
 ) -> SampleManifest:
     """Write ``budget`` examples drawn by ``mixture`` from ``pool`` to ``out``.
 
     ``out/train.jsonl`` is the shuffled sample, ``out/manifest.json`` records how it was
-    made; ``format`` adds a trainer-specific export beside them (see taskpgm.export).
+    made; ``format`` adds a trainer-specific export beside them (see taskpgm.export),
+    whose plain prompts end with ``separator`` as the experts' do (``join_text``).
     """
     if format not in FORMATS:
         raise InputError(f"unknown format {format!r} (use one of: {', '.join(FORMATS)})")
@@ -218,6 +242,8 @@ def materialise(
     if max_epochs is not None and max_epochs <= 0:
         raise InputError(f"max-epochs must be positive, got {max_epochs}")
     check_seed(seed)
+    if not isinstance(separator, str):
+        raise InputError(f"separator must be a string, got {separator!r}")
     if not isinstance(pool, Pool):
         pool = Pool.load(pool)
     if isinstance(mixture, Mixture):
@@ -246,7 +272,9 @@ def materialise(
                                available=available, epochs=epochs))
 
     out = Path(out)
-    style = "messages" if format == "messages" else "prompt_response"
+    from taskpgm import export
+
+    style = export.part_style(format)
     with atomic_dir(out, replaces="manifest.json") as tmp:
         parts_dir = tmp / ".parts"
         parts_dir.mkdir()
@@ -258,12 +286,10 @@ def materialise(
             parts[row.task] = parts_dir / f"{row.task}.jsonl"
             _extract_task(pool, row.task, plan, parts[row.task], style)
         active = [r for r in rows if r.count > 0]
-        _interleave([parts[r.task] for r in active], np.array([r.count for r in active]),
-                    tmp / "train.jsonl", seed)
-        from taskpgm import export
-
+        order = mixing_order(np.array([r.count for r in active]), seed)
+        _interleave([parts[r.task] for r in active], order, tmp / "train.jsonl", style)
         files = ["train.jsonl"] + export.export(
-            format, tmp, final_dir=out.resolve(), parts=parts, rows=active, pool=pool, seed=seed
+            format, tmp, parts=parts, rows=active, order=order, seed=seed, separator=separator
         )
         shutil.rmtree(parts_dir)
         manifest = SampleManifest(

@@ -19,12 +19,15 @@ def sample(
     allocation: Annotated[str, typer.Option(help="largest_remainder or multinomial.")] = "largest_remainder",
     max_epochs: Annotated[int | None, typer.Option(help="At most this many passes over a task.")] = None,
     format: Annotated[str, typer.Option("--format", help="jsonl, messages, hf, llamafactory, axolotl, interleave.")] = "jsonl",
+    separator: Annotated[str, typer.Option(
+        "--separator", help="Exports put this between a prompt and a response that meet "
+        "without whitespace, as the experts were trained (default a newline).")] = "\n",
 ) -> None:
     """Draw exactly BUDGET examples from the pool in the mixture's proportions."""
     from taskpgm.sample import materialise
 
     manifest = materialise(pool, mixture, budget, out, seed=seed, allocation=allocation,
-                           max_epochs=max_epochs, format=format)
+                           max_epochs=max_epochs, format=format, separator=separator)
     used = manifest.counts()
     console.print(f"wrote {manifest.budget} examples from {len(used)} tasks to {out} "
                   f"(max epochs used: {max((t.epochs for t in manifest.tasks), default=0)})")

@@ -431,7 +431,8 @@ def stage_data(ctx: PipelineContext, name: str) -> None:
     s = ctx.cfg.sample
     mix = Mixture.load(ctx.paths.strategy_mixture(name))
     materialise(ctx.pool(), mix, s.budget, ctx.paths.data(name), seed=replicate_seed(ctx, name),
-                allocation=s.allocation, max_epochs=s.max_epochs)
+                allocation=s.allocation, max_epochs=s.max_epochs,
+                separator=ctx.cfg.model.separator)
 
 
 def stage_train(ctx: PipelineContext, name: str) -> None:
@@ -550,7 +551,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                             s_payload, deps=s_deps,
                             outputs=(f"mixtures/{st.name}.json",)))
         stages.append(Stage(f"data:{st.name}", _bind(stage_data, ctx, st.name),
-                            {"sample": cfg.section("sample"), "seed": seed},
+                            {"sample": cfg.section("sample"), "seed": seed,
+                             "separator": cfg.model.separator},
                             deps=(f"mixture:{st.name}", "pool"), outputs=(f"data/{st.name}",)))
         stages.append(Stage(f"train:{st.name}", _bind(stage_train, ctx, st.name),
                             {"train": cfg.section("train"), "seed": seed},

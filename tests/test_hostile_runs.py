@@ -4,6 +4,7 @@ artifact that changed, and never let two runs share a directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -419,3 +420,155 @@ def test_plan_refuses_a_hub_id_or_a_model_without_tokenizer(tmp_path, capsys):
     assert cli_run(["run", str(cfg), "--plan", "--set", f"model.base={weights_only}"]) == 2
     assert "no tokenizer here" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# -- found by a hostile review of the guarantees above ----------------------------------
+
+def _scores_stages(log, root):
+    files = {f"scores/shards/{e}/{t}.parquet": e + t for e in "ab" for t in "xy"}
+    return [Stage("scores", _writer(log, root, "scores", {**files, "scores/scores.json": "{}"}),
+                  0, outputs=("scores",), resumable=True, repair_depth=3)]
+
+
+def test_a_repair_never_removes_a_users_file_inside_the_damaged_unit(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    (tmp_path / "experts" / "a" / "w.bin").unlink()
+    note = tmp_path / "experts" / "a" / "NOTE.txt"
+    note.write_text("mine")
+    with pytest.raises(InputError, match="NOTE.txt: in a place this run must write"):
+        Runner(tmp_path, _stages(log, tmp_path)).run()
+    assert note.read_text() == "mine"
+
+
+def test_a_users_file_added_before_a_resume_is_not_recorded_as_the_runs(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    (tmp_path / "experts" / "index.json").unlink()
+    (tmp_path / "experts" / "mine").mkdir()
+    note = tmp_path / "experts" / "mine" / "NOTE.txt"
+    note.write_text("mine")
+    Runner(tmp_path, _stages(log, tmp_path)).run()  # repairs index.json, keeps NOTE.txt
+    rec = json.loads((tmp_path / "stages.json").read_text())
+    assert "experts/mine/NOTE.txt" not in rec["stages"]["experts"]["files"]
+    with pytest.raises(InputError, match="NOTE.txt"):  # a later re-run must not delete it
+        Runner(tmp_path, _stages(log, tmp_path, payload=2)).run()
+    assert note.read_text() == "mine"
+
+
+def test_a_record_without_file_lists_owns_nothing(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    rec = json.loads((tmp_path / "stages.json").read_text())
+    for st in rec["stages"].values():
+        st["files"] = None
+    (tmp_path / "stages.json").write_text(json.dumps(rec))
+    note = tmp_path / "experts" / "a" / "NOTE.txt"
+    note.write_text("mine")
+    with pytest.raises(InputError, match="not written by it"):
+        Runner(tmp_path, _stages(log, tmp_path, payload=2)).run()
+    assert note.read_text() == "mine"
+
+
+def test_one_damaged_shard_redoes_that_shard_only(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path, _scores_stages(log, tmp_path)).run()
+    (tmp_path / "scores/shards/b/x.parquet").unlink()
+    item = Runner(tmp_path, _scores_stages(log, tmp_path)).plan()[0]
+    assert item.action == "resume" and item.repair == ("scores/shards/b/x.parquet",)
+
+
+def test_leftover_temporaries_of_a_killed_writer_are_removed_not_recorded(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    (tmp_path / "summary.json").write_text("changed")  # forces the summary stage to redo
+    tmp_dir = tmp_path / "experts" / ".a.k3j_x9q2.tmp"
+    tmp_dir.mkdir()
+    (tmp_dir / "half.bin").write_text("x")
+    (tmp_path / "experts" / "b" / "w.bin").unlink()
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    assert not tmp_dir.exists()
+    rec = json.loads((tmp_path / "stages.json").read_text())
+    assert not any(".tmp" in f for f in rec["stages"]["experts"]["files"])
+
+
+def test_the_lock_holds_even_if_its_file_is_deleted_and_never_follows_a_symlink(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep")
+    (run / LOCK_FILE).symlink_to(victim)
+    code = f"""
+from pathlib import Path
+from taskpgm.errors import InputError
+from taskpgm.pipeline.lock import run_lock
+try:
+    with run_lock(Path({str(run)!r})):
+        print("acquired")
+except InputError as e:
+    print(e)
+"""
+    with run_lock(run):
+        assert victim.read_text() == "keep" and not (run / LOCK_FILE).is_symlink()
+        (run / LOCK_FILE).unlink()  # a user tidying up mid-run
+        out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                             text=True).stdout
+        assert "in use by another taskpgm run" in out
+
+
+def test_strategy_named_base_is_refused_at_load(tmp_path, capsys):
+    from taskpgm.cli import run as cli_run
+
+    cfg = _config(tmp_path, tmp_path / "run")
+    assert cli_run(["run", str(cfg), "--plan", "--set",
+                    "strategies=[{name: base, method: uniform}]"]) == 2
+    assert "strategy name 'base' is reserved" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_plan_solves_every_mixture_on_a_stand_in_before_any_work(finished_run, tmp_path,
+                                                                 capsys):
+    import shutil
+
+    from taskpgm.cli import run as cli_run
+
+    _, run = finished_run
+    pool = tmp_path / "mypool"
+    shutil.copytree(run / "pool", pool)
+    cfg = _config(tmp_path, tmp_path / "r", pool=f"{{source: dir, path: {pool}}}")
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("not json")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"nope": 1}')
+    for override, message in (
+            ("mixture.budget_k=100", "mixture: "),
+            ("mixture.max_epochs=0.001", "mixture: "),
+            (f"strategies=[{{name: g, method: given, params: {{weights: {garbage}}}}}]",
+             "strategies[0] (g): "),
+            (f"strategies=[{{name: g, method: given, params: {{weights: {unknown}}}}}]",
+             "strategies[0] (g): ")):
+        assert cli_run(["run", str(cfg), "--plan", "--set", override]) == 2, override
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and err.count("\n") == 1, (override, err)
+    # A task file emptied by hand while pool.json still lists its examples.
+    probe = min(pool.rglob("probe.jsonl"))
+    probe.write_text("")
+    assert cli_run(["run", str(cfg), "--plan"]) == 2
+    assert "probe.jsonl: 0 examples, but" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_dir_pool_runs_in_two_directories_give_identical_artifacts(finished_run, tmp_path):
+    import shutil
+
+    from taskpgm.cli import run as cli_run
+
+    _, run = finished_run
+    pool = tmp_path / "shared-pool"
+    shutil.copytree(run / "pool", pool)
+    spec = f"{{source: dir, path: {pool}}}"
+    a, b = tmp_path / "a", tmp_path / "deep" / "er" / "b"
+    for d, name in ((a, "a.yaml"), (b, "b.yaml")):
+        assert cli_run(["run", str(_config(tmp_path, d, pool=spec, name=name)), "--quiet"]) == 0
+    assert _artifacts(a) == _artifacts(b)

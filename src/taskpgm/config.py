@@ -503,6 +503,10 @@ class Config(_Section):
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise ValueError(f"strategy name {dup!r} appears twice")
+        if "base" in names:
+            # eval/base.json and the stage eval:base hold the base model's evaluation.
+            raise ValueError("strategy name 'base' is reserved for the base model's "
+                             "evaluation; choose another name")
         if self.pool.source == "dir" and not self.pool.path:
             raise ValueError("pool.source is 'dir' but pool.path is not set")
         if self.pool.source == "import" and not self.pool.paths:

@@ -4,12 +4,31 @@ An artifact that names another file (an expert names its base model, a data mani
 its pool) records it relative to the artifact's own directory, so a run directory gives
 the same bytes wherever it was made and still resolves after it is moved or copied as a
 whole. Something that is not a local path (a hub model id) is recorded as given.
+
+Inside a pipeline run (:func:`run_root`), a target outside the run directory (a ``dir``
+pool, a user's base model) is recorded by its absolute path instead: it does not move
+with the run, so its absolute path is what two runs in different directories share.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+_RUN_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("run_root", default=None)
+
+
+@contextlib.contextmanager
+def run_root(root: str | os.PathLike[str]) -> Iterator[None]:
+    """Within this block, paths outside ``root`` are recorded absolute."""
+    token = _RUN_ROOT.set(Path(root).resolve())
+    try:
+        yield
+    finally:
+        _RUN_ROOT.reset(token)
 
 
 def portable_path(target: str | os.PathLike[str], start: str | os.PathLike[str]) -> str:
@@ -17,7 +36,11 @@ def portable_path(target: str | os.PathLike[str], start: str | os.PathLike[str])
     t = Path(target)
     if not t.exists():
         return str(target)
-    return Path(os.path.relpath(t.resolve(), Path(start).resolve())).as_posix()
+    t = t.resolve()
+    root = _RUN_ROOT.get()
+    if root is not None and not t.is_relative_to(root):
+        return t.as_posix()
+    return Path(os.path.relpath(t, Path(start).resolve())).as_posix()
 
 
 def resolve_recorded(recorded: str, start: str | os.PathLike[str]) -> Path:

@@ -85,15 +85,18 @@ def report(
 
 
 def _execute(cfg, *, plan: bool, progress: bool) -> None:
-    from taskpgm.pipeline import make_runner, plan_pipeline, run_pipeline
-    from taskpgm.pipeline.demo import checks_table, results_table
+    from taskpgm.pipeline import plan_pipeline, run_pipeline
 
     if plan:
         for item in plan_pipeline(cfg):
             console.print(f"{item.action:>6}  {item.stage.name}  [dim]{item.reason}[/dim]")
         return
-    run_pipeline(cfg, console=console, progress=progress)
-    ctx, _ = make_runner(cfg)
+    run_pipeline(cfg, console=console, progress=progress, after=_print_results)
+
+
+def _print_results(ctx) -> None:
+    from taskpgm.pipeline.demo import checks_table, results_table
+
     table = results_table(ctx)
     if table is not None:
         console.print(table)

@@ -9,6 +9,7 @@ stages that read it and those downstream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -25,6 +26,7 @@ from taskpgm.pipeline.stages import (
     build_stages,
     preflight,
 )
+from taskpgm.portable import run_root
 
 
 def make_runner(cfg: Config, run_dir: str | Path | None = None, progress: bool = True
@@ -34,29 +36,41 @@ def make_runner(cfg: Config, run_dir: str | Path | None = None, progress: bool =
 
 
 def run_pipeline(cfg: Config, run_dir: str | Path | None = None, *,
-                 console: Console | None = None, progress: bool = True) -> RunSummary:
+                 console: Console | None = None, progress: bool = True,
+                 after: Callable[[PipelineContext], None] | None = None) -> RunSummary:
+    """Run every stage that is not up to date; ``after`` runs while the lock is still
+    held (so what it reads, e.g. the results it prints, is this run's)."""
     console = console or Console(highlight=False)
     root = Path(run_dir) if run_dir is not None else Path(cfg.run.dir)
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{root}: run.dir is a file, not a directory")
+    _check_run_dir(root)
     root.mkdir(parents=True, exist_ok=True)
     with run_lock(root):
         # Read the record only under the lock: another run may just have finished.
         ctx, runner = make_runner(cfg, root, progress)
         check_plan(ctx, runner, runner.plan())
         atomic_write_text(ctx.paths.config, dump_config(cfg))
-        return _run(runner, console)
+        with run_root(root):
+            summary = _run(runner, console)
+        if after is not None:
+            after(ctx)
+        return summary
 
 
 def plan_pipeline(cfg: Config, run_dir: str | Path | None = None) -> list[PlanItem]:
     """What a run would do, after every check a run would make before its first stage
     (``taskpgm run --plan``); runs nothing, writes nothing."""
     ctx, runner = make_runner(cfg, run_dir, progress=False)
-    if ctx.paths.root.exists() and not ctx.paths.root.is_dir():
-        raise InputError(f"{ctx.paths.root}: run.dir is a file, not a directory")
+    _check_run_dir(ctx.paths.root)
     items = runner.plan()
     check_plan(ctx, runner, items)
     return items
+
+
+def _check_run_dir(root: Path) -> None:
+    for p in (root, *root.absolute().parents):
+        if p.exists() and not p.is_dir():
+            where = "" if p == root else f" ({p} is a file)"
+            raise InputError(f"{root}: run.dir is not a directory{where}")
 
 
 def check_plan(ctx: PipelineContext, runner: Runner, items: list[PlanItem]) -> None:

@@ -63,6 +63,8 @@ class Stage:
     outputs: tuple[str, ...] = ()
     resumable: bool = False
     version: int = 1
+    # How deep below an output a damaged file's unit of repair sits (ownership.unit_of).
+    repair_depth: int = 1
 
 
 class StageState(BaseModel):
@@ -120,6 +122,8 @@ class PlanItem:
     reason: str
     # Damaged parts of a finished resumable stage, removed before it resumes.
     repair: tuple[str, ...] = ()
+    # Files under the outputs the record does not list: the user's, never recorded.
+    foreign: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -196,7 +200,8 @@ class Runner:
                 rel, what = bad[0]
                 more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
                 if st.resumable:
-                    repair = tuple(sorted({ownership.unit_of(r, st.outputs) for r, _ in bad}))
+                    repair = tuple(sorted({ownership.unit_of(r, st.outputs, st.repair_depth)
+                                           for r, _ in bad}))
                     action, reason = "resume", f"{rel!r} {what} since it was written{more}; redoing it"
                 else:
                     action, reason = "run", f"{rel!r} {what} since it was written{more}"
@@ -204,20 +209,28 @@ class Runner:
                 action, reason = "skip", "up to date"
             if action != "skip":
                 rerun.add(st.name)
-            items.append(PlanItem(st, fp, action, reason, repair))
+            foreign: frozenset[str] = frozenset()
+            if state is not None and state.status == "done" and action != "skip":
+                foreign = frozenset(ownership.foreign(self.run_dir, st.outputs,
+                                                      state.files or {}))
+            items.append(PlanItem(st, fp, action, reason, repair, foreign))
         return items
 
     def conflicts(self, items: list[PlanItem]) -> list[str]:
         """Files the plan would have to delete that this run never wrote."""
         out: list[str] = []
         for item in items:
-            if item.action != "run":
-                continue
             state = self.record.stages.get(item.stage.name)
-            if state is None:
+            if item.action == "run" and (state is None or (
+                    state.status == "done" and state.files is None)):
+                # Never run here, or a record that does not say what it wrote (an older
+                # taskpgm's, or edited): nothing present can be taken as the run's.
                 out += ownership.present(self.run_dir, item.stage.outputs)
-            elif state.status == "done" and state.files is not None:
-                out += ownership.foreign(self.run_dir, item.stage.outputs, state.files)
+            elif item.action == "run" and state.status == "done":
+                out += sorted(item.foreign)
+            # A repaired unit (one expert's directory, one shard) is removed whole.
+            for unit in item.repair:
+                out += [f for f in item.foreign if f == unit or f.startswith(unit + "/")]
         return out
 
     def check(self, items: list[PlanItem]) -> None:
@@ -244,6 +257,7 @@ class Runner:
                 continue
             if item.action == "run":
                 self._remove_outputs(st)
+            ownership.remove_temps(self.run_dir, st.outputs)
             for unit in item.repair:
                 self._remove_path(self.run_dir / unit)
             # Mark as running *before* touching outputs, so a kill leaves "running".
@@ -256,7 +270,7 @@ class Runner:
             dt = time.perf_counter() - t0
             self.record.stages[st.name] = StageState(
                 fingerprint=item.fingerprint, status="done", seconds=round(dt, 3),
-                files=ownership.snapshot(self.run_dir, st.outputs),
+                files=ownership.snapshot(self.run_dir, st.outputs, item.foreign),
             )
             self._save_record()
             summary.ran.append(st.name)
@@ -270,8 +284,9 @@ class Runner:
         if state is not None and state.status == "done" and state.files is not None:
             ownership.remove_recorded(self.run_dir, st.outputs, state.files)
             return
-        # An interrupted stage (or a record older than file lists): everything under its
-        # outputs was written after the record said "running", so it is the run's.
+        # An interrupted stage: everything under its outputs was written after the record
+        # said "running", so it is the run's. (A done stage without a file list never gets
+        # here: conflicts() refuses it while anything is present.)
         for rel in st.outputs:
             self._remove_path(self.run_dir / rel)
 

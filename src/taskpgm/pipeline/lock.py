@@ -1,9 +1,11 @@
 """One run at a time per run directory.
 
-``run_lock(dir)`` holds an OS advisory lock (``flock``) on ``dir/.taskpgm.lock`` for as
+``run_lock(dir)`` holds an OS advisory lock (``flock``) on the run directory itself for as
 long as the run lasts. The kernel drops it when the process ends, however it ends, so a
-killed run never leaves a stale lock behind; a second run on the same directory is
-refused in one line that names the holder's PID.
+killed run never leaves a stale lock behind; and since the lock is on the directory, not
+on a file in it, deleting files cannot release it. ``dir/.taskpgm.lock`` only *names*
+the holder: it is replaced atomically (a symlink there is replaced, never followed), and
+a second run is refused in one line that names the holder's PID.
 """
 
 from __future__ import annotations
@@ -15,25 +17,33 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from taskpgm.errors import InputError
+from taskpgm.io import atomic_write_text
 
 LOCK_FILE = ".taskpgm.lock"
 
 
+def _holder(run_dir: Path) -> str:
+    p = run_dir / LOCK_FILE
+    if p.is_symlink() or not p.is_file():
+        return "unknown"
+    try:
+        return p.read_text(encoding="ascii", errors="replace").strip()[:32] or "unknown"
+    except OSError:
+        return "unknown"
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    path = run_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             raise InputError(
-                f"{run_dir}: in use by another taskpgm run (pid {holder}); wait for it to "
-                "finish or choose another run.dir"
+                f"{run_dir}: in use by another taskpgm run (pid {_holder(run_dir)}); wait for "
+                "it to finish or choose another run.dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        atomic_write_text(run_dir / LOCK_FILE, f"{os.getpid()}\n")
         yield
     finally:
         os.close(fd)  # releases the lock

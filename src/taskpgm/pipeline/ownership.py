@@ -13,12 +13,38 @@ modification time and SHA-256 (:func:`snapshot`). That record is what the run ow
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 from taskpgm.io import sha256_file
 
 # relative path (POSIX) -> [size in bytes, mtime in ns, sha256 hex]
 FileRecord = dict[str, list]
+
+# The temporary siblings taskpgm.io's atomic writers make (mkstemp/mkdtemp:
+# ``.<name>.<8 random chars>.tmp`` or ``.old``). A kill can leave one behind; it is the
+# run's by its name, never recorded, and removed before the stage runs again.
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")
+
+
+def is_temp(rel: str) -> bool:
+    return any(_TEMP.match(part) for part in rel.split("/"))
+
+
+def remove_temps(root: Path, outputs: tuple[str, ...]) -> None:
+    """Remove leftover atomic-write temporaries under ``outputs`` (a killed writer's)."""
+    for rel in outputs:
+        p = root / rel
+        if not p.is_dir() or p.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(p):
+            for d in [d for d in dirnames if _TEMP.match(d)]:
+                shutil.rmtree(Path(dirpath, d), ignore_errors=True)
+                dirnames.remove(d)
+            for f in filenames:
+                if _TEMP.match(f):
+                    Path(dirpath, f).unlink(missing_ok=True)
 
 
 def _files_under(root: Path, rel: str) -> list[Path]:
@@ -41,12 +67,16 @@ def _rel(root: Path, p: Path) -> str:
     return p.relative_to(root).as_posix()
 
 
-def snapshot(root: Path, outputs: tuple[str, ...]) -> FileRecord:
-    """Size, mtime and digest of every file under ``outputs`` (relative to ``root``)."""
+def snapshot(root: Path, outputs: tuple[str, ...], exclude: frozenset[str] = frozenset()
+             ) -> FileRecord:
+    """Size, mtime and digest of every file under ``outputs`` (relative to ``root``), but
+    atomic-write temporaries and ``exclude`` (files that were the user's before the
+    stage ran)."""
     rec: FileRecord = {}
     for rel in outputs:
         for f in _files_under(root, rel):
-            if f.is_symlink() or not f.is_file():
+            if f.is_symlink() or not f.is_file() or is_temp(_rel(root, f)) or \
+                    _rel(root, f) in exclude:
                 continue
             st = f.stat()
             rec[_rel(root, f)] = [st.st_size, st.st_mtime_ns, sha256_file(f)]
@@ -69,13 +99,13 @@ def damaged(root: Path, files: FileRecord) -> list[tuple[str, str]]:
 
 def foreign(root: Path, outputs: tuple[str, ...], files: FileRecord) -> list[str]:
     """Files under ``outputs`` that the record does not list (the user's, not the run's)."""
-    return [_rel(root, f) for rel in outputs for f in _files_under(root, rel)
-            if _rel(root, f) not in files]
+    return [r for r in present(root, outputs) if r not in files]
 
 
 def present(root: Path, outputs: tuple[str, ...]) -> list[str]:
-    """Files (not empty directories) that exist under ``outputs``."""
-    return [_rel(root, f) for rel in outputs for f in _files_under(root, rel)]
+    """Files (not empty directories, not atomic-write temporaries) under ``outputs``."""
+    return [r for r in (_rel(root, f) for rel in outputs for f in _files_under(root, rel))
+            if not is_temp(r)]
 
 
 def within(rel: str, outputs: tuple[str, ...]) -> bool:
@@ -102,13 +132,14 @@ def remove_recorded(root: Path, outputs: tuple[str, ...], files: FileRecord) -> 
                     pass  # not empty: something unrecorded lives there (refused earlier)
 
 
-def unit_of(rel: str, outputs: tuple[str, ...]) -> str:
+def unit_of(rel: str, outputs: tuple[str, ...], depth: int = 1) -> str:
     """The part of an output that is redone as a whole when one of its files is damaged:
-    the first entry below an output directory (``experts/<task>``, one score shard), or
-    the output file itself."""
+    the entry ``depth`` levels below an output directory (``experts/<task>`` at depth 1,
+    ``scores/shards/<expert>/<task>.parquet`` at depth 3), or the damaged file itself
+    when it sits higher up."""
     parts = rel.split("/")
     for out in outputs:
         o = out.split("/")
         if parts[: len(o)] == o:
-            return "/".join(parts[: len(o) + 1])
+            return "/".join(parts[: len(o) + depth])
     return rel

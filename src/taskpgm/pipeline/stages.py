@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from taskpgm.config import Config, StrategyConfig
-from taskpgm.errors import ConfigError, InputError
+from taskpgm.errors import ConfigError, InputError, TaskPGMError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
 from taskpgm.mixture.record import Mixture
 from taskpgm.pipeline.framework import Stage
@@ -222,6 +222,21 @@ def preflight(ctx: PipelineContext) -> None:
         if pool.task(name).count("probe") < 1:
             raise InputError(f"{pool.split_path(name, 'probe')}: target task {name!r} has no "
                              "probe examples")
+    # Every task file parses and holds the examples pool.json lists (a dir pool edited by
+    # hand would otherwise fail stages later, after experts were trained).
+    for info in pool.tasks:
+        for split in info.counts:
+            pool.examples(info.name, split)
+    # Every mixture's parameters, files and names, solved on a stand-in affinity.
+    main = StrategyConfig(name="mixture", method="taskpgm", params={})
+    for field, st in [("mixture", main), *((f"strategies[{i}] ({s.name})", s)
+                                           for i, s in enumerate(cfg.strategies))]:
+        if st.method in ("mixmin", "dirichlet"):
+            continue  # MixMin needs the scores; its targets are checked above
+        try:
+            solve_strategy(ctx, st, dry=True)
+        except TaskPGMError as exc:
+            raise InputError(f"{field}: {exc}") from None
 
 
 def _named(get, field: str) -> list[str]:
@@ -329,8 +344,13 @@ def load_utilities(ctx: PipelineContext) -> tuple[list[str], np.ndarray]:
     return list(raw["tasks"]), np.asarray(raw["utilities"], dtype=np.float64)
 
 
-def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
-    """One strategy's mixture over the training tasks (all strategies share this path)."""
+def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool = False
+                   ) -> Mixture:
+    """One strategy's mixture over the training tasks (all strategies share this path).
+
+    ``dry``: solve on a stand-in affinity (every pair equally dissimilar) and unit target
+    utilities, before any expert exists, so every parameter, file and name the real
+    solve would refuse is refused up front (``preflight``)."""
     from taskpgm.affinity.io import load_affinity
     from taskpgm.mixture import solve
 
@@ -349,7 +369,12 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
         w = rng.dirichlet(np.full(len(train), alpha))
         return Mixture("dirichlet", train, w, params={"alpha": alpha, "draw": draw,
                                                       "strategy": strategy.name})
-    aff = load_affinity(ctx.paths.affinity)
+    if dry:
+        from taskpgm.affinity.io import AffinityMatrix
+
+        aff = AffinityMatrix(train, np.where(np.eye(len(train)) > 0, 0.0, -1.0), "pmi")
+    else:
+        aff = load_affinity(ctx.paths.affinity)
     if aff.names != train:
         raise InputError(f"{ctx.paths.affinity}: task names differ from the pool's training tasks")
     kwargs: dict[str, Any] = {"method": strategy.method, "names": train, "sizes": sizes}
@@ -373,7 +398,7 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig) -> Mixture:
         if opts.get("unary") == "target":
             # Held-out targets have no experts, hence no row in the affinity matrix:
             # use utilities measured from the scores instead (see stage_utilities).
-            _, u = load_utilities(ctx)
+            u = np.ones(len(train)) if dry else load_utilities(ctx)[1]
             opts.update(unary="given", utilities=u, scale_utilities=True)
             opts.pop("targets", None)
         else:
@@ -519,7 +544,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                         {"experts": cfg.section("experts"), "seed": seed},
                         deps=base_deps, outputs=("experts",), resumable=True))
     stages.append(Stage("scores", lambda: stage_scores(ctx), {"scoring": cfg.section("scoring")},
-                        deps=("experts",), outputs=("scores",), resumable=True))
+                        deps=("experts",), outputs=("scores",), resumable=True,
+                        repair_depth=3))  # scores/shards/<expert>/<task>.parquet
     stages.append(Stage("affinity", lambda: stage_affinity(ctx),
                         {"affinity": cfg.section("affinity"), "seed": seed},
                         deps=("scores",), outputs=("affinity.npz",)))
@@ -569,7 +595,7 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
         deps += [f"eval:{s.name}" for s in cfg.strategies]
         stages.append(Stage("report", lambda: stage_report(ctx),
                             {"report": cfg.section("report")}, deps=tuple(deps),
-                            outputs=("report.html", "report")))
+                            outputs=("report.html", "report", "checks.json")))
     return stages
 
 

@@ -90,6 +90,7 @@ def test_config_choices_are_the_library_registries():
     from taskpgm.affinity.pmi import NORMALIZATIONS
     from taskpgm.mixture import KERNELS, UNARIES
     from taskpgm.models.prompt_format import PROMPT_FORMATS
+    from taskpgm.models.train import WEIGHTS_DTYPES
     from taskpgm.sample import ALLOCATIONS
     from taskpgm.tasks.pool import SPLITS
     from taskpgm.tasks.synth import SUITES
@@ -106,6 +107,8 @@ def test_config_choices_are_the_library_registries():
         (c.ScoringConfig, "executor"): c.EXECUTORS,
         (c.StrategyConfig, "method"): (*STRATEGIES, "dirichlet"),
         (c.ModelConfig, "prompt_format"): PROMPT_FORMATS,
+        (c.ExpertsConfig, "weights_dtype"): WEIGHTS_DTYPES,
+        (c.TrainConfig, "weights_dtype"): WEIGHTS_DTYPES,
     }
     for (model, field), registry in expected.items():
         assert _literal(model, field) == set(registry), f"{model.__name__}.{field}"

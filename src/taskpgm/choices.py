@@ -49,6 +49,8 @@ UNARIES: tuple[str, ...] = ("auto", "balanced", "rowsum", "target", "given", "no
 ALLOCATIONS: tuple[str, ...] = ("largest_remainder", "multinomial")
 # taskpgm.models.prompt_format: how an example becomes training/scoring text.
 PROMPT_FORMATS: tuple[str, ...] = ("auto", "separator", "raw", "chat_template")
+# taskpgm.models.train: the dtype of the weights while fine-tuning.
+WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 _KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge", "scale_utilities")
 # Every strategy of taskpgm.mixture.solve, in registry order, with the extra keyword

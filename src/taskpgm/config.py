@@ -47,6 +47,7 @@ from taskpgm.choices import (
     TINY_N_LAYER,
     TINY_VOCAB_SIZE,
     UNARIES,
+    WEIGHTS_DTYPES,
     parse_option,
 )
 from taskpgm.errors import ConfigError
@@ -169,7 +170,33 @@ class ModelConfig(_Section):
 # the same constants.
 
 
-class ExpertsConfig(_Section):
+class _FineTuneSection(_Section):
+    """Settings shared by ``experts`` and ``train``: LoRA's shape and what bounds memory
+    on a GPU (none of them changes what the defaults compute)."""
+
+    lora_r: int = Field(8, ge=1, description="LoRA rank (lora: true).")
+    lora_alpha: float = Field(16, gt=0, description="LoRA alpha (scale alpha/r).")
+    lora_targets: list[str] | None = Field(
+        None, description="LoRA target module names (null: peft's default for the "
+        "architecture; c_attn/c_proj/c_fc for GPT-2).")
+    accumulate: int = Field(1, ge=1, description="Split each step's batch into this many "
+                            "micro-batches (same update, less activation memory).")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (less memory, ~30% "
+        "slower).")
+    weights_dtype: Literal[WEIGHTS_DTYPES] = Field(
+        "float32", description="Weights while training: float32, or bfloat16 (half the "
+        "memory; meant for LoRA on a GPU, where only the adapters train).")
+
+    @model_validator(mode="after")
+    def _accumulate_fits(self):
+        if self.accumulate > self.batch_size:  # type: ignore[attr-defined]
+            raise ValueError(f"accumulate ({self.accumulate}) cannot exceed batch_size "
+                             f"({self.batch_size})")  # type: ignore[attr-defined]
+        return self
+
+
+class ExpertsConfig(_FineTuneSection):
     steps: int = Field(DEFAULT_STEPS, ge=1, description="Fine-tuning steps per expert.")
     lr: float = Field(DEFAULT_LR, gt=0, description="Learning rate of expert fine-tuning.")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Examples per step.")
@@ -293,7 +320,7 @@ class SampleConfig(_Section):
     max_epochs: float | None = Field(None, gt=0, description="Refuse to repeat a task more often.")
 
 
-class TrainConfig(_Section):
+class TrainConfig(_FineTuneSection):
     """The ``train`` section. ``taskpgm.models.train.TrainConfig`` (the trainer's full
     settings) takes its defaults from this class."""
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from taskpgm.choices import WEIGHTS_DTYPES
 from taskpgm.config import ExpertsConfig as _ExpertsSection
 from taskpgm.config import TrainConfig as _TrainSection
 from taskpgm.errors import InputError
@@ -62,6 +63,10 @@ class TrainConfig:
     threads: int | None = None
     prompt_format: str = "auto"  # taskpgm.models.prompt_format
     separator: str = DEFAULT_SEPARATOR
+    # Memory: each step's batch_size examples in this many micro-batches (same update).
+    accumulate: int = 1
+    gradient_checkpointing: bool = False
+    weights_dtype: str = "float32"  # or "bfloat16": half the weight memory (LoRA on GPU)
 
     def check(self) -> None:
         if self.steps < 1:
@@ -75,6 +80,16 @@ class TrainConfig:
         if self.schedule not in ("cosine", "linear"):
             raise InputError(f"training: schedule must be 'cosine' or 'linear', got {self.schedule!r}")
         check_format(self.prompt_format, self.separator)
+        if isinstance(self.accumulate, bool) or not isinstance(self.accumulate, int) or \
+                not 1 <= self.accumulate <= self.batch_size:
+            raise InputError(f"training: accumulate must be an integer in 1..batch_size "
+                             f"({self.batch_size}), got {self.accumulate!r}")
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            raise InputError(f"training: weights_dtype must be one of "
+                             f"{', '.join(WEIGHTS_DTYPES)}, got {self.weights_dtype!r}")
+        if self.lora_r < 1 or self.lora_alpha <= 0:
+            raise InputError(f"training: lora_r must be >= 1 and lora_alpha > 0, got "
+                             f"{self.lora_r} and {self.lora_alpha}")
 
 
 @dataclass
@@ -139,6 +154,29 @@ def response_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return total / max(len(rows), 1)
 
 
+def backward_batch(model: Any, rows: list[Encoded], pad_id: int, accumulate: int = 1,
+                   amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, int]:
+    """Accumulate the gradient of the batch's mean response loss in ``accumulate``
+    micro-batches; returns (loss, tokens). Each micro-batch's loss is weighted by its
+    share of the response tokens, so the summed gradient is the whole batch's whatever
+    the split."""
+    dev = next(model.parameters()).device
+    n_resp = sum(e.n_response for e in rows)
+    loss = torch.zeros((), device=dev)
+    tokens = 0
+    for part in np.array_split(np.arange(len(rows)), accumulate):
+        micro = collate([rows[i] for i in part], pad_id)
+        micro = {k: v.to(dev) for k, v in micro.items()}
+        share = sum(rows[i].n_response for i in part) / n_resp
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            part_loss = response_loss(model, micro) * share
+        part_loss.backward()
+        loss = loss + part_loss.detach()
+        tokens += int(micro["attention_mask"].sum())
+    return loss, tokens
+
+
 def train_model(
     base: str | Path,
     train_examples_or_data_dir: Any,
@@ -167,11 +205,15 @@ def train_model(
     cfg.check()
     examples = as_examples(train_examples_or_data_dir)
     torch.manual_seed(cfg.seed)
-    loaded = load_model(base, dtype=torch.float32, trainable=True)
+    loaded = load_model(base, dtype=getattr(torch, cfg.weights_dtype), trainable=True)
     model, tok, dev = loaded.model, loaded.tokenizer, loaded.device
     max_len = cfg.max_length or model_max_length(model)
     rendered = render_all(examples, tok, cfg.prompt_format, cfg.separator)
     encs = encode_pairs(tok, rendered, append_eos=True, max_length=max_len)
+    if cfg.gradient_checkpointing:
+        # Recompute activations in the backward pass: memory for depth, not for time.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     if cfg.lora:
         model = _wrap_lora(model, cfg, base)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -187,17 +229,15 @@ def train_model(
     with cpu_threads_for(model, dev, cfg.threads), \
             _progress(progress, description, cfg.steps) as advance:
         for step in range(cfg.steps):
-            batch = collate([encs[i] for i in next(batches)], tok.pad_token_id)
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss = response_loss(model, batch)
-            loss.backward()
+            loss, n_tok = backward_batch(model, [encs[i] for i in next(batches)],
+                                         tok.pad_token_id, cfg.accumulate,
+                                         amp_dtype if use_amp else None)
+            tokens += n_tok
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            tokens += int(batch["attention_mask"].sum())
+            losses.append(float(loss))
             advance(loss=losses[-1])
     seconds = time.perf_counter() - t0
     tail = losses[-max(1, len(losses) // 10):]
@@ -351,7 +391,8 @@ def train_experts(
 # Settings that change what an expert learns; a finished expert made with other values
 # is kept (resume skips it) but the user is told.
 _EXPERT_SETTINGS = ("steps", "batch_size", "lr", "weight_decay", "warmup_frac", "schedule",
-                    "max_length", "lora", "lora_r", "lora_alpha", "prompt_format", "separator")
+                    "max_length", "lora", "lora_r", "lora_alpha", "lora_targets",
+                    "prompt_format", "separator", "weights_dtype")
 
 
 def settings_mismatch(model_dir: str | Path, base: str | Path,

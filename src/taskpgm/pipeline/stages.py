@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,20 +279,33 @@ def stage_base(ctx: PipelineContext) -> None:
     pool = ctx.pool()
     examples = [ex for name in ctx.train_task_names() for ex in pool.examples(name, "train")]
     e = ctx.cfg.experts
+    # The experts' settings, but full weights: experts branch off a complete model.
+    cfg = replace(finetune_config(ctx, e, seed), steps=t.pretrain_steps, lora=False)
+    train_model(init, examples, ctx.paths.base, config=cfg, progress=ctx.progress,
+                description="base pre-training")
+
+
+def finetune_config(ctx: PipelineContext, section: Any, seed: int):
+    """The trainer's settings from an ``experts`` or ``train`` section and the model's
+    prompt format."""
+    from taskpgm.models.train import TrainConfig
+
     m = ctx.cfg.model
-    train_model(init, examples, ctx.paths.base, steps=t.pretrain_steps, batch_size=e.batch_size,
-                lr=e.lr, seed=seed, progress=ctx.progress, description="base pre-training",
-                prompt_format=m.prompt_format, separator=m.separator)
+    return TrainConfig(steps=section.steps, batch_size=section.batch_size, lr=section.lr,
+                       seed=seed, lora=section.lora, lora_r=section.lora_r,
+                       lora_alpha=section.lora_alpha, lora_targets=section.lora_targets,
+                       accumulate=section.accumulate,
+                       gradient_checkpointing=section.gradient_checkpointing,
+                       weights_dtype=section.weights_dtype, prompt_format=m.prompt_format,
+                       separator=m.separator)
 
 
 def stage_experts(ctx: PipelineContext) -> None:
     from taskpgm.models.train import train_experts
 
-    e = ctx.cfg.experts
-    train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, steps=e.steps,
-                  batch_size=e.batch_size, lr=e.lr, seed=ctx.cfg.run.seed, lora=e.lora,
-                  progress=ctx.progress, prompt_format=ctx.cfg.model.prompt_format,
-                  separator=ctx.cfg.model.separator)
+    train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, seed=ctx.cfg.run.seed,
+                  progress=ctx.progress,
+                  config=finetune_config(ctx, ctx.cfg.experts, ctx.cfg.run.seed))
 
 
 def stage_scores(ctx: PipelineContext) -> None:
@@ -464,11 +477,9 @@ def stage_train(ctx: PipelineContext, name: str) -> None:
     from taskpgm.models.train import train_model
 
     t = ctx.cfg.train
-    m = ctx.cfg.model
-    train_model(ctx.base_dir, ctx.paths.data(name), ctx.paths.model(name), steps=t.steps,
-                batch_size=t.batch_size, lr=t.lr, seed=replicate_seed(ctx, name), lora=t.lora,
-                progress=ctx.progress, description=f"train {name}",
-                prompt_format=m.prompt_format, separator=m.separator)
+    train_model(ctx.base_dir, ctx.paths.data(name), ctx.paths.model(name),
+                config=finetune_config(ctx, t, replicate_seed(ctx, name)),
+                progress=ctx.progress, description=f"train {name}")
 
 
 def stage_eval(ctx: PipelineContext, name: str) -> None:

@@ -116,6 +116,17 @@ class PoolConfig(_Section):
         description="source=import: regular expression on task names whose first group "
         "(or whole match) is the task's family label, e.g. '^(.*)_template_\\d+$'.",
     )
+    family_field: str | None = Field(
+        None, description="source=import: the record field (or dataset column) naming each "
+        "task's family (all rows of a task must agree); excludes family_pattern.")
+    task_column: str | None = Field(
+        None, description="source=import of a dataset saved with save_to_disk: the column "
+        "naming each row's task (without it the whole dataset is one task).")
+    prompt_field: str | None = Field(
+        None, description="source=import: the field/column holding the prompt (default: "
+        "guessed from common names: prompt/input/question/instruction ...).")
+    response_field: str | None = Field(
+        None, description="source=import: the field/column holding the response.")
     scale: float = Field(1.0, gt=0, description="source=synthetic: multiplies train split sizes.")
     max_examples: int | None = Field(
         None, ge=10,
@@ -543,6 +554,13 @@ class Config(_Section):
         if self.pool.suite != "default" and self.pool.source != "synthetic":
             raise ValueError(f"pool.suite is {self.pool.suite!r} but pool.source is "
                              f"{self.pool.source!r} (suites are synthetic)")
+        import_keys = [k for k in ("family_field", "task_column", "prompt_field",
+                                   "response_field") if getattr(self.pool, k) is not None]
+        if import_keys and self.pool.source != "import":
+            raise ValueError(f"pool.{import_keys[0]} applies to pool.source 'import'; "
+                             f"pool.source is {self.pool.source!r}")
+        if self.pool.family_field is not None and self.pool.family_pattern is not None:
+            raise ValueError("pool.family_pattern and pool.family_field exclude each other")
         if self.pool.family_pattern is not None:
             if self.pool.source != "import":
                 raise ValueError("pool.family_pattern labels imported tasks; pool.source is "

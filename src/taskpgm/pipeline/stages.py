@@ -176,9 +176,11 @@ def stage_pool(ctx: PipelineContext) -> None:
             kwargs["families"] = tuple(pc.families)
         build_synthetic_pool(out, seed=seed, suite=pc.suite, **kwargs)
     elif pc.source == "import":
-        from taskpgm.tasks.importers import import_sources
+        from taskpgm.tasks.importers import ColumnMap, import_sources
 
-        import_sources(pc.paths, out, family_pattern=pc.family_pattern)
+        import_sources(pc.paths, out, family_pattern=pc.family_pattern,
+                       family_field=pc.family_field, task_column=pc.task_column,
+                       columns=ColumnMap(prompt=pc.prompt_field, response=pc.response_field))
         _mark_heldout(out, pc.heldout)
     elif pc.source == "bigbench":
         from taskpgm.tasks.bigbench import build_bigbench_pool

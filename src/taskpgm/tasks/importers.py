@@ -579,7 +579,14 @@ def import_sources(
     if len(sources) == 1 and is_hf_dataset_dir(sources[0]):
         return import_hf_dataset(sources[0], out, family_pattern=pattern,
                                  family_field=family_field, **kwargs)
-    kwargs.pop("task_column", None)
+    hf = next((s for s in sources if is_hf_dataset_dir(s)), None)
+    if hf is not None:
+        raise InputError(f"{hf}: a dataset saved with save_to_disk is imported on its own "
+                         "(its tasks come from task_column); import it alone, or export it to "
+                         "JSONL first to mix it with files")
+    if kwargs.pop("task_column", None) is not None:
+        raise InputError("task_column applies to a dataset saved with save_to_disk; with "
+                         "JSONL/JSON files each file (or directory) is a task")
     return import_files(sources, out, family_pattern=pattern, family_field=family_field,
                         **kwargs)
 

@@ -2,7 +2,13 @@
 
 For each size: the exact TaskPGM solver vs cvxpy + OSQP (the reference route, default
 settings) vs one dense Cholesky of K (a lower bound for any exact method that factors
-K). Also greedy k = 50 at n = 316. Prints a table and one JSON line of ratios.
+K). Also greedy k = 50 at n = 316. Then the call a user makes, end to end:
+``taskpgm.solve(S)`` (kernel + QP) for the ``shift`` and ``exp`` kernels at n = 1,000
+and 3,000, with the kernel built as now and as before (the full eigendecomposition,
+``taskpgm.mixture.kernels.FULL_EIGH``), beside one Cholesky of K measured in the same
+run; and ``shift`` at n = 10,000 in a fresh process with its time and peak memory
+(``--old-10k`` adds the previous construction there too: about a minute and a half).
+Prints tables and one JSON line.
 
 BLAS is pinned to one thread for every contender: on a shared machine multi-threaded
 BLAS oversubscribes and the timings become noise.
@@ -16,14 +22,18 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import json
+import resource
+import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 from scipy.linalg import cholesky
 
-from taskpgm.mixture import build_kernel, greedy_select, kkt_residual, solve_qp
+import taskpgm
+from taskpgm.mixture import build_kernel, greedy_select, kernels, kkt_residual, solve_qp
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "pmi_316_tasks.npy"
 
@@ -33,8 +43,12 @@ def synthetic_pmi(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(max(2, n // 20), 8)) * 2
     emb = centers[rng.integers(0, len(centers), n)] + rng.normal(size=(n, 8))
-    d2 = ((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1)
-    S = -d2 + rng.normal(scale=0.5, size=(n, n))
+    # Row blocks of the squared distances (the same numbers as one n x n x 8 array,
+    # which would take 6.4 GB at n = 10,000), each block then negated, noise added.
+    S = rng.normal(scale=0.5, size=(n, n))
+    for i in range(0, n, 256):
+        d2 = ((emb[i:i + 256, None, :] - emb[None, :, :]) ** 2).sum(-1)
+        S[i:i + 256] = -d2 + S[i:i + 256]
     S = 0.5 * (S + S.T)
     np.fill_diagonal(S, 0.0)
     return S
@@ -65,7 +79,88 @@ def _kkt_of(K, c, xo) -> float:
     return kkt_residual(K, c, xp / xp.sum())
 
 
+def end_to_end(S: np.ndarray, rep_new: int, rep_old: int) -> list[dict]:
+    """``taskpgm.solve(S)`` for shift and exp, kernel built now and as before, beside one
+    Cholesky of the shift K measured in the same run."""
+    n = len(S)
+    K = build_kernel(S, "shift").matrix
+    t_chol, _ = best_time(lambda K=K: cholesky(K, lower=True, check_finite=False), rep_new)
+    del K
+    rows = []
+    for kind in ("shift", "exp"):
+        out = {}
+        for old in (False, True):
+            kernels.FULL_EIGH = old
+            try:
+                rep = rep_old if old else rep_new
+                t_e2e, mix = best_time(lambda kind=kind: taskpgm.solve(S, kernel=kind), rep)
+                t_kernel, _ = best_time(lambda kind=kind: build_kernel(S, kind), rep)
+            finally:
+                kernels.FULL_EIGH = False
+            out[old] = (t_e2e, t_kernel, mix)
+        (t_new, tk_new, m_new), (t_old, tk_old, m_old) = out[False], out[True]
+        rows.append({
+            "n": n, "kernel": kind, "cholesky_s": t_chol,
+            "e2e_s": t_new, "kernel_s": tk_new, "e2e_over_cholesky": t_new / t_chol,
+            "old_e2e_s": t_old, "old_kernel_s": tk_old,
+            "old_e2e_over_cholesky": t_old / t_chol, "speedup": t_old / t_new,
+            "max_weight_diff": float(np.abs(m_new.weights - m_old.weights).max()),
+            "kkt": m_new.diagnostics["kkt_residual"],
+            "support": m_new.diagnostics["support_size"],
+        })
+        r = rows[-1]
+        print(f"{kind:>6} n={n:>5}: solve {t_new:7.3f} s (kernel {tk_new:6.3f}) = "
+              f"{t_new / t_chol:5.2f}x one Cholesky ({t_chol:.3f} s) | before "
+              f"{t_old:7.3f} s (kernel {tk_old:6.3f}) = {t_old / t_chol:5.2f}x -> "
+              f"{t_old / t_new:4.1f}x faster | max |w - w_before| "
+              f"{r['max_weight_diff']:.1e}, kkt {r['kkt']:.1e}, support {r['support']}",
+              flush=True)
+    return rows
+
+
+def large_shift(n: int, old: bool) -> dict:
+    """One ``taskpgm.solve(S)`` (shift) at size n in this process: wall time, the peak of
+    numpy's allocations during the call (tracemalloc) and the process's peak RSS."""
+    S = synthetic_pmi(n, 3)
+    kernels.FULL_EIGH = old
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracemalloc.start()
+    t = time.perf_counter()
+    mix = taskpgm.solve(S)
+    t_solve = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kernels.FULL_EIGH = False
+    K = build_kernel(S, "shift").matrix
+    del S
+    t_chol, _ = best_time(lambda: cholesky(K, lower=True, check_finite=False), 1)
+    return {"n": n, "old": old, "solve_s": t_solve, "cholesky_s": t_chol,
+            "solve_over_cholesky": t_solve / t_chol, "tracemalloc_peak_mb": peak,
+            "input_mb": n * n * 8 / 2**20, "maxrss_before_mb": rss_before,
+            "maxrss_mb": rss_after, "kkt": mix.diagnostics["kkt_residual"],
+            "support": mix.diagnostics["support_size"]}
+
+
+def large_shift_fresh(n: int, old: bool) -> dict:
+    """:func:`large_shift` in a fresh interpreter, so the peak RSS is this call's."""
+    args = [sys.executable, str(Path(__file__).resolve()), "--large", str(n)]
+    out = subprocess.run(args + (["--old"] if old else []), check=True,
+                         capture_output=True, text=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    print(f"shift n={n:>5}{' (before)' if old else ''}: solve {row['solve_s']:6.1f} s = "
+          f"{row['solve_over_cholesky']:4.2f}x one Cholesky ({row['cholesky_s']:.1f} s) | "
+          f"numpy peak {row['tracemalloc_peak_mb']:,.0f} MB (S itself "
+          f"{row['input_mb']:,.0f} MB), process peak RSS {row['maxrss_mb']:,.0f} MB "
+          f"| kkt {row['kkt']:.1e}", flush=True)
+    return row
+
+
 def main() -> int:
+    if "--large" in sys.argv:
+        print(json.dumps(large_shift(int(sys.argv[sys.argv.index("--large") + 1]),
+                                     "--old" in sys.argv), default=float))
+        return 0
     rows = []
     cases = []
     if REAL.is_file():
@@ -111,6 +206,11 @@ def main() -> int:
     t_greedy, g = best_time(lambda: greedy_select(K, c, k=50), 3)
     print(f"greedy k=50 at n={len(S)}: {t_greedy * 1e3:.1f} ms ({len(g.order)} picks, "
           f"{g.exact_evaluations} exact sub-solves)")
+    print("end to end, taskpgm.solve(S) = kernel + QP (default r_rel 0.5):", flush=True)
+    e2e = end_to_end(cases[1][1], 5, 3) + end_to_end(cases[2][1], 3, 2)
+    large = [large_shift_fresh(10_000, False)]
+    if "--old-10k" in sys.argv:
+        large.append(large_shift_fresh(10_000, True))
     summary = {
         "bench": "solver",
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
@@ -120,7 +220,11 @@ def main() -> int:
         "exact_over_cholesky_1000": rows[1]["exact_over_cholesky"],
         "exact_over_cholesky_3000": rows[2]["exact_over_cholesky"],
         "greedy_k50_316_s": t_greedy,
+        "solve_shift_over_cholesky_3000": e2e[2]["e2e_over_cholesky"],
+        "solve_shift_10000_s": large[0]["solve_s"],
         "rows": rows,
+        "end_to_end": e2e,
+        "large": large,
     }
     print(json.dumps(summary, default=float))
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -482,7 +483,7 @@ def test_leftover_temporaries_of_a_killed_writer_are_removed_not_recorded(tmp_pa
     log: list[str] = []
     Runner(tmp_path, _stages(log, tmp_path)).run()
     (tmp_path / "summary.json").write_text("changed")  # forces the summary stage to redo
-    tmp_dir = tmp_path / "experts" / ".a.k3j_x9q2.tmp"
+    tmp_dir = tmp_path / "experts" / ".a.taskpgm-k3j_x9q2.tmp"
     tmp_dir.mkdir()
     (tmp_dir / "half.bin").write_text("x")
     (tmp_path / "experts" / "b" / "w.bin").unlink()
@@ -572,3 +573,106 @@ def test_dir_pool_runs_in_two_directories_give_identical_artifacts(finished_run,
     for d, name in ((a, "a.yaml"), (b, "b.yaml")):
         assert cli_run(["run", str(_config(tmp_path, d, pool=spec, name=name)), "--quiet"]) == 0
     assert _artifacts(a) == _artifacts(b)
+
+
+# -- second hostile round ----------------------------------------------------------------
+
+def test_a_stage_that_stopped_on_an_error_owns_only_what_it_had_written(tmp_path):
+    def fails() -> None:
+        (tmp_path / "experts" / "a").mkdir(parents=True)
+        (tmp_path / "experts" / "a" / "w.bin").write_text("half")
+        raise InputError("refused after writing")
+
+    with pytest.raises(InputError):
+        Runner(tmp_path, [Stage("experts", fails, 0, outputs=("experts",))]).run()
+    note = tmp_path / "experts" / "NOTE.txt"
+    note.write_text("mine")  # added after the failure: newer than the stage's start
+    log: list[str] = []
+    restart = [Stage("experts", _writer(log, tmp_path, "experts", {"experts/a/w.bin": "A"}), 0,
+                     outputs=("experts",))]  # not resumable: restarts from scratch
+    with pytest.raises(InputError, match="NOTE.txt"):
+        Runner(tmp_path, restart).run()
+    assert note.read_text() == "mine" and log == []
+    note.unlink()
+    Runner(tmp_path, restart).run()  # its own partial output alone: removed and redone
+    assert log == ["experts"]
+
+
+def test_a_killed_stage_owns_only_files_newer_than_its_start(tmp_path):
+    (tmp_path / "experts").mkdir()
+    note = tmp_path / "experts" / "NOTE.txt"
+    note.write_text("mine")
+    os.utime(note, ns=(1, 1))  # older than any run
+    (tmp_path / "experts" / "partial.bin").write_text("half")  # written by the killed stage
+    stages = _stages([], tmp_path)[:1]
+    fp = Runner(tmp_path, stages).fingerprints["experts"]
+    (tmp_path / "stages.json").write_text(json.dumps({"stages": {"experts": {
+        "fingerprint": "other", "status": "running", "started_ns": 1000}}}))
+    assert fp != "other"
+    with pytest.raises(InputError, match="NOTE.txt"):
+        Runner(tmp_path, stages).run()
+    assert note.read_text() == "mine"
+    note.unlink()
+    Runner(tmp_path, stages).run()  # only the stage's own partial output: restarted
+    assert not (tmp_path / "experts" / "partial.bin").exists()
+
+
+def test_a_symlinked_directory_inside_an_output_is_never_written_through(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path / "run", _scores_stages(log, tmp_path / "run")).run()
+    run = tmp_path / "run"
+    outside = tmp_path / "outside"
+    shutil.copytree(run / "scores/shards/b", outside)
+    (outside / "x.parquet").write_text("user bytes")
+    shutil.rmtree(run / "scores/shards/b")
+    (run / "scores/shards/b").symlink_to(outside)
+    with pytest.raises(InputError, match="scores/shards/b: in a place"):
+        Runner(run, _scores_stages(log, run)).run()
+    assert (outside / "x.parquet").read_text() == "user bytes"
+
+
+def test_user_dot_files_that_look_like_temporaries_are_kept(tmp_path):
+    log: list[str] = []
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    mine = tmp_path / "experts" / "a" / ".backup.20241125.old"
+    mine.write_text("mine")
+    killed = tmp_path / ".experts.taskpgm-ab12cd_3.tmp"  # a killed writer's, beside it
+    killed.mkdir()
+    (tmp_path / "experts" / "b" / "w.bin").unlink()
+    Runner(tmp_path, _stages(log, tmp_path)).run()
+    assert mine.read_text() == "mine" and not killed.exists()
+
+
+@pytest.mark.slow
+def test_report_refuses_an_unfinished_run_and_reads_inputs_by_absolute_path(finished_run,
+                                                                          tmp_path, capsys):
+    from taskpgm.cli import run as cli_run
+
+    run, cfg = _copy_run(finished_run, tmp_path)
+    assert cli_run(["run", str(cfg), "--quiet"]) == 0
+    recorded = (run / "config.yaml").read_text()
+    assert "dir:" in recorded
+    # An interrupted re-run with another train.steps: the report must not mix them.
+    rec = json.loads((run / "stages.json").read_text())
+    rec["stages"]["train:uniform"]["status"] = "running"
+    (run / "stages.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert cli_run(["report", str(run)]) == 2
+    assert "not finished (stage train:uniform" in capsys.readouterr().err
+    with run_lock(run):
+        assert cli_run(["report", str(run)]) == 2
+    assert "in use by another taskpgm run" in capsys.readouterr().err
+
+
+def test_recorded_config_holds_absolute_input_paths(tmp_path, monkeypatch):
+    from taskpgm.config import config_from_dict
+    from taskpgm.pipeline import recorded_config_text
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.json").write_text('{"a": 1}')
+    cfg = config_from_dict({"pool": {"source": "dir", "path": "../pool"},
+                            "strategies": [{"name": "g", "method": "given",
+                                            "params": {"weights": "w.json"}}]}, "c.yaml")
+    text = recorded_config_text(cfg)
+    assert f"path: {tmp_path}/../pool" in text  # absolute, as the run resolved it
+    assert f"weights: {tmp_path / 'w.json'}" in text

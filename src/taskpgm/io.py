@@ -23,6 +23,10 @@ from taskpgm.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
 
+# In every temporary sibling's name (``.<name>.taskpgm-XXXXXXXX.tmp`` / ``.old``), so a
+# run can tell a killed writer's leftovers (its own) from a user's dot-files.
+TEMP_TAG = "taskpgm-"
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -32,7 +36,8 @@ def _umask() -> int:
 
 def _tmp_sibling(path: Path, suffix: str = ".tmp") -> Path:
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_TAG}", suffix=suffix,
+                                    dir=path.parent)
     except OSError as exc:  # name the file being written, not a random temporary name
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     # mkstemp creates 0600; give the final file the permissions a plain open() would.
@@ -158,7 +163,7 @@ def atomic_dir(path: str | os.PathLike[str], replaces: str | None = None) -> Ite
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp",
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{TEMP_TAG}", suffix=".tmp",
                                         dir=path.parent))
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
@@ -184,7 +189,8 @@ def _swap_in(new: Path, path: Path) -> None:
     if not path.exists():
         os.replace(new, path)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{TEMP_TAG}", suffix=".old",
+                                dir=path.parent))
     try:
         os.replace(path, old / "x")
     except BaseException:

@@ -69,18 +69,20 @@ def report(
 ) -> None:
     """Rebuild report.html (and its PNGs) from a finished run directory."""
     from taskpgm.config import load_config
-    from taskpgm.pipeline import PipelineContext
+    from taskpgm.pipeline import finished_run
+    from taskpgm.pipeline.lock import run_lock
     from taskpgm.pipeline.reporting import report_for_run
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise InputError(f"{cfg_path}: not found; is {run_dir} a taskpgm run directory?")
     cfg = load_config(cfg_path)
-    ctx = PipelineContext(cfg, run_dir, progress=False)
-    for need in (ctx.paths.affinity, ctx.paths.mixture):
-        if not need.is_file():
-            raise InputError(f"{need}: not found; finish the run first (taskpgm run {cfg_path})")
-    out = report_for_run(ctx)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: not a directory")
+    # Under the run lock, and only from a run whose stages are all up to date.
+    with run_lock(run_dir):
+        ctx = finished_run(run_dir, cfg)
+        out = report_for_run(ctx)
     console.print(f"wrote {out}")
 
 

@@ -35,6 +35,24 @@ repairs that:
 ``floor`` defaults to 1e-6 times the spectral radius of sym(S) (1e-6 when S = 0); for
 ``simplex-shift`` to 1e-3 times it (see ``SIMPLEX_FLOOR_REL``), and a floor so small that
 K's condition number would pass 1e10 is refused.
+
+Cost (docs/solver.md, "Kernel construction"): from ``_LANCZOS_MIN_N`` tasks on, no kernel
+above needs a full eigendecomposition when a cheaper certificate settles the question.
+``shift`` takes both extreme eigenvalues from a few Lanczos iterations (ARPACK, a fixed
+start vector) and proves K positive definite with one Cholesky of K - (floor/2) I; a
+Ritz value is never below lambda_min, so the floor is the safety margin, and if ARPACK
+fails or the Cholesky does, the full eigenvalue computation decides as before.
+``clip``/``exp``/``calibrated`` first try one Cholesky of A - (floor + slack) I: if it
+succeeds every eigenvalue is already above the floor, clipping is a no-op and K = A;
+otherwise (the usual case for PMI matrices, it then fails within its first few hundred
+pivots) the full eigendecomposition runs, and K is rebuilt from the side of the spectrum
+with fewer eigenvalues (A plus a correction on the clipped eigenvectors, or floor I plus
+the kept ones), the same matrix up to rounding for a fraction of the 2n^3 product.
+``simplex-shift`` takes the extremes of sym(S) and of its zero-sum block B the same way
+(B's eigenvalues alone when its crowded low end defeats Lanczos), and
+b'(B + cI - floor/2)^-1 b from one Cholesky, which is also the certificate that c is
+large enough, instead of B's eigenvectors. ``FULL_EIGH = True`` restores the previous full-eigendecomposition
+construction.
 """
 
 from __future__ import annotations
@@ -43,6 +61,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.linalg import get_lapack_funcs
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
 from taskpgm.choices import KERNELS
 from taskpgm.errors import InputError
@@ -56,6 +76,25 @@ _PSD_TOL = 1e-10
 SIMPLEX_FLOOR_REL = 1e-3
 _SIMPLEX_MAX_COND = 1e10
 
+# The previous construction (a full eigendecomposition for every kernel, untiled
+# symmetrise): only benchmarks/solver.py sets it, to measure the baseline side by side.
+FULL_EIGH = False
+# Below this many tasks a full eigendecomposition costs a few milliseconds: used as before.
+_LANCZOS_MIN_N = 128
+# ARPACK: relative residual of the Ritz pairs, Lanczos basis size, and a fixed start
+# vector (same input, same bytes). The iteration budget is capped at about n/8 products
+# with A, a fraction of what the dense eigenvalue computation costs (~0.7 n of them).
+_LANCZOS_TOL = 1e-12
+_LANCZOS_NCV = 20
+_LANCZOS_SEED = 0
+# Slack of the Cholesky certificates, in units of n * eps * (a bound on ||A||): covers
+# the backward error of the factorisation, so a success proves what it is asked to.
+_CHOL_SLACK = 64.0
+# symmetrise: tile size, and the size from which tiling pays.
+_SYM_BLOCK = 256
+_SYM_BLOCK_MIN_N = 512
+_potrf, _potrs = get_lapack_funcs(("potrf", "potrs"), dtype=np.float64)
+
 
 @dataclass
 class Kernel:
@@ -65,7 +104,18 @@ class Kernel:
 
 
 def symmetrise(S: np.ndarray) -> np.ndarray:
-    return 0.5 * (S + S.T)
+    """0.5 (S + S'), bit for bit; large matrices tile by tile (reading S' whole strides
+    across memory: 0.26 s at n = 3,000 against 0.04 s tiled)."""
+    n = S.shape[0]
+    if FULL_EIGH or n < _SYM_BLOCK_MIN_N or S.ndim != 2 or S.shape[1] != n:
+        return 0.5 * (S + S.T)
+    out = np.empty_like(S, dtype=np.result_type(S.dtype, 0.5))
+    b = _SYM_BLOCK
+    for i in range(0, n, b):
+        for j in range(0, n, b):
+            np.add(S[i:i + b, j:j + b], S[j:j + b, i:i + b].T, out=out[i:i + b, j:j + b])
+    out *= 0.5
+    return out
 
 
 def _eigh(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +128,38 @@ def _default_floor(w: np.ndarray) -> float:
     return 1e-6 * radius if radius > 0 else 1e-6
 
 
-def _clip(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any]]:
+def _lanczos(op, n: int, k: int, which: str, ncv: int = _LANCZOS_NCV) -> np.ndarray | None:
+    """k eigenvalues of the symmetric operator at ``which`` (ARPACK), ascending; None
+    when ARPACK fails or runs out of its iteration budget. ``op`` must be contiguous
+    (a strided view is copied by every product). A larger ``ncv`` suits crowded ends."""
+    if n < 2 * k + 4:  # ARPACK needs room beyond k; such sizes never get here anyway
+        return None
+    ncv = min(n, max(ncv, 2 * k + 1))
+    v0 = np.random.default_rng(_LANCZOS_SEED).standard_normal(n)
+    maxiter = max(10, (n // 8) // max(1, ncv - k))
+    try:
+        w = eigsh(op, k=k, which=which, tol=_LANCZOS_TOL, ncv=ncv, v0=v0, maxiter=maxiter,
+                  return_eigenvectors=False)
+    except (ArpackNoConvergence, ArpackError):
+        return None
+    w = np.sort(np.asarray(w, dtype=np.float64))
+    return w if np.all(np.isfinite(w)) else None
+
+
+def _chol_ok(A: np.ndarray, diag_shift: float) -> np.ndarray | None:
+    """Cholesky factor (lower, Fortran order) of A - diag_shift I, or None when that is
+    not numerically positive definite. A is left unchanged (one n x n copy)."""
+    n = len(A)
+    if float(np.diagonal(A).min()) <= diag_shift:
+        return None  # a diagonal entry bounds lambda_min from above
+    B = A - 0.0  # a copy; symmetric, so B.T is the same matrix in Fortran order
+    B.flat[:: n + 1] -= diag_shift
+    L, info = _potrf(B.T, lower=1, clean=0, overwrite_a=1)
+    return L if info == 0 else None
+
+
+def _clip_full(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The previous construction: V max(Lambda, floor) V' from a full eigendecomposition."""
     w, V = _eigh(A)
     f = _default_floor(w) if floor is None else floor
     clipped = np.maximum(w, f)
@@ -86,6 +167,58 @@ def _clip(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any
     K = symmetrise(K)
     return K, {"floor": f, "eig_min_before": float(w[0]), "eig_max_before": float(w[-1]),
                "eigs_clipped": int(np.count_nonzero(w < f))}
+
+
+def _clip_certified(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict] | None:
+    """K = A when one Cholesky proves every eigenvalue of A above the floor (clipping is
+    then a no-op); None when it does not."""
+    n = len(A)
+    bound = float(np.abs(A).sum(axis=1).max())  # >= spectral radius (Gershgorin)
+    slack = _CHOL_SLACK * n * np.finfo(float).eps * bound
+    f_high = (1e-6 * bound if bound > 0 else 1e-6) if floor is None else floor
+    L = _chol_ok(A, f_high + slack)
+    if L is None:
+        return None
+    # lambda_min(A) > f_high >= the floor. Extremes for the record: lambda_max by
+    # Lanczos, lambda_min by Lanczos on (A - sI)^-1 through the factor just made.
+    top = _lanczos(A, n, 1, "LA")
+    s = f_high + slack
+
+    def inv(x):
+        return _potrs(L, x, lower=1)[0]
+
+    inv_top = _lanczos(LinearOperator((n, n), matvec=inv, dtype=np.float64), n, 1, "LA")
+    if top is None or inv_top is None or inv_top[0] <= 0:
+        return None
+    lmax, lmin = float(top[0]), s + 1.0 / float(inv_top[0])
+    f = _default_floor(np.array([lmin, lmax])) if floor is None else floor
+    return symmetrise(A), {"floor": f, "eig_min_before": lmin, "eig_max_before": lmax,
+                           "eigs_clipped": 0}
+
+
+def _clip(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Nearest PSD matrix with eigenvalues >= floor: V max(Lambda, floor) V'."""
+    n = len(A)
+    if FULL_EIGH:
+        return _clip_full(A, floor)
+    if n >= _LANCZOS_MIN_N:
+        done = _clip_certified(A, floor)
+        if done is not None:
+            return done
+    w, V = _eigh(A)
+    f = _default_floor(w) if floor is None else floor
+    m = int(np.searchsorted(w, f))  # eigenvalues below the floor (w ascending)
+    if m == 0:
+        K = A
+    elif 2 * m <= n:  # A + V_m (f - w_m) V_m': rebuild from the clipped side
+        Y = V[:, :m] * np.sqrt(f - w[:m])
+        K = A + Y @ Y.T
+    else:  # f I + V_k (w_k - f) V_k' from the kept side
+        X = V[:, m:] * np.sqrt(w[m:] - f)
+        K = X @ X.T
+        K.flat[:: n + 1] += f
+    return symmetrise(K), {"floor": f, "eig_min_before": float(w[0]),
+                           "eig_max_before": float(w[-1]), "eigs_clipped": m}
 
 
 def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -112,6 +245,10 @@ def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict
     HAH = A - 2.0 * np.outer(v, Av) - 2.0 * np.outer(Av, v) + 4.0 * float(v @ Av) * np.outer(v, v)
     HAH = symmetrise(HAH)
     alpha, b, B = float(HAH[0, 0]), HAH[1:, 0], HAH[1:, 1:]
+    if not FULL_EIGH and n >= _LANCZOS_MIN_N:
+        done = _simplex_shift_lanczos(A, alpha, b, B, floor)
+        if done is not None:
+            return done
     w, U = np.linalg.eigh(B)
     w_full = np.linalg.eigvalsh(A)
     radius = float(np.max(np.abs(w_full)))
@@ -136,6 +273,89 @@ def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict
         "eig_min_subspace": float(w[0]), "eig_max_subspace": float(w[-1]),
         "eig_min_before": float(w_full[0]), "eig_max_before": float(w_full[-1]),
         "shift_full_space": max(0.0, -float(w_full[0])) + f, "condition": cond,
+    }
+
+
+def _shift_lanczos(A: np.ndarray, floor: float | None) -> Kernel | None:
+    """``shift`` from the two extreme Ritz values, certified by one Cholesky; None when
+    ARPACK or the certificate fails (the caller then computes every eigenvalue)."""
+    n = len(A)
+    ends = _lanczos(A, n, 2, "BE")
+    if ends is None:
+        return None
+    lo, hi = float(ends[0]), float(ends[-1])
+    f = _default_floor(ends) if floor is None else floor
+    radius = max(abs(lo), abs(hi))
+    # A Ritz value is a Rayleigh quotient, so lo >= lambda_min: the shift below is at most
+    # (lo - lambda_min) short of the exact one, and the floor is the margin. A floor
+    # within rounding of 0 has none: left to the exact computation.
+    if f <= _CHOL_SLACK * n * np.finfo(float).eps * radius:
+        return None
+    shift = max(0.0, -lo) + f
+    # Certificate: A + (shift - f/2) I positive definite, so lambda_min(K) >= f/2 > 0.
+    if _chol_ok(A, 0.5 * f - shift) is None:
+        return None
+    K = A  # a fresh array (sym(S)): shifted in place
+    K.flat[:: n + 1] += shift
+    return Kernel(K, "shift", {"floor": f, "shift": shift, "eig_min_before": lo,
+                               "eig_max_before": hi})
+
+
+def _shift(A: np.ndarray, floor: float | None) -> Kernel:
+    n = A.shape[0]
+    if not FULL_EIGH and n >= _LANCZOS_MIN_N:
+        kern = _shift_lanczos(A, floor)
+        if kern is not None:
+            return kern
+    w = np.linalg.eigvalsh(A)
+    f = _default_floor(w) if floor is None else floor
+    shift = max(0.0, -float(w[0])) + f
+    K = A + shift * np.eye(n)
+    return Kernel(K, "shift", {"floor": f, "shift": shift, "eig_min_before": float(w[0]),
+                               "eig_max_before": float(w[-1])})
+
+
+def _simplex_shift_lanczos(A: np.ndarray, alpha: float, b: np.ndarray, B: np.ndarray,
+                           floor: float | None) -> tuple[np.ndarray, dict] | None:
+    """:func:`_simplex_shift` from the extreme eigenvalues of sym(S) and of B (Lanczos,
+    else the eigenvalues without vectors), with b'(M - tI)^-1 b from one Cholesky of
+    M - tI, which is also the certificate that the shift c makes M - tI positive
+    definite. None: the certificate failed (the caller then decomposes B in full)."""
+    n = A.shape[0]
+    full = _lanczos(A, n, 2, "BE")
+    if full is None:
+        full = np.linalg.eigvalsh(A)[[0, -1]]
+    # The low end of B is often crowded (near-identical tasks): a larger Lanczos basis,
+    # and the eigenvalues alone (no vectors) when even that runs out of budget.
+    B = np.ascontiguousarray(B)
+    sub = _lanczos(B, n - 1, 2, "BE", ncv=2 * _LANCZOS_NCV)
+    if sub is None:
+        sub = np.linalg.eigvalsh(B)[[0, -1]]
+    radius = float(np.max(np.abs(full)))
+    f = (SIMPLEX_FLOOR_REL * radius if radius > 0 else SIMPLEX_FLOOR_REL) if floor is None \
+        else floor
+    if f <= _CHOL_SLACK * n * np.finfo(float).eps * radius:
+        return None  # f <= 0 (refused) or within rounding: the exact route decides
+    shift = max(0.0, -float(sub[0])) + f
+    t = 0.5 * f
+    L = _chol_ok(B, t - shift)  # B + (shift - t) I = M - tI
+    if L is None:
+        return None
+    quad = float(b @ _potrs(L, b, lower=1)[0])  # b'(M - tI)^-1 b
+    rho = max(0.0, (t + quad - alpha - shift) / n)
+    cond = (rho * n + abs(alpha) + shift + float(np.max(np.abs(sub)))) / t
+    if cond > _SIMPLEX_MAX_COND:
+        raise InputError(f"kernel floor {f:.3g} is too small for 'simplex-shift': K would "
+                         f"have condition number {cond:.2g}; use a larger parameter "
+                         "'kernel_floor'")
+    K = A.copy()
+    K.flat[:: n + 1] += shift
+    K += rho
+    return symmetrise(K), {
+        "floor": f, "shift": shift, "rho": rho,
+        "eig_min_subspace": float(sub[0]), "eig_max_subspace": float(sub[-1]),
+        "eig_min_before": float(full[0]), "eig_max_before": float(full[-1]),
+        "shift_full_space": max(0.0, -float(full[0])) + f, "condition": cond,
     }
 
 
@@ -196,12 +416,7 @@ def build_kernel(
         return Kernel(K, kind, {"eig_min": float(w[0]), "eig_max": float(w[-1])})
     A = symmetrise(S)
     if kind == "shift":
-        w = np.linalg.eigvalsh(A)
-        f = _default_floor(w) if floor is None else floor
-        shift = max(0.0, -float(w[0])) + f
-        K = A + shift * np.eye(n)
-        return Kernel(K, kind, {"floor": f, "shift": shift, "eig_min_before": float(w[0]),
-                                "eig_max_before": float(w[-1])})
+        return _shift(A, floor)
     if kind == "simplex-shift":
         K, info = _simplex_shift(A, floor)
         return Kernel(K, kind, info)

@@ -17,8 +17,9 @@ from rich.console import Console
 from taskpgm.config import Config, dump_config
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_write_text
-from taskpgm.pipeline.framework import PlanItem, Runner, RunSummary, Stage
-from taskpgm.pipeline.lock import run_lock
+from taskpgm.pipeline import ownership
+from taskpgm.pipeline.framework import STAGES_FILE, PlanItem, Runner, RunSummary, Stage
+from taskpgm.pipeline.lock import LOCK_FILE, run_lock
 from taskpgm.pipeline.stages import (
     BASE_EVAL,
     PipelineContext,
@@ -45,15 +46,49 @@ def run_pipeline(cfg: Config, run_dir: str | Path | None = None, *,
     _check_run_dir(root)
     root.mkdir(parents=True, exist_ok=True)
     with run_lock(root):
+        # A killed run's half-written record or config copy (never the current ones).
+        ownership.remove_sibling_temps(root, (STAGES_FILE, "config.yaml", LOCK_FILE))
         # Read the record only under the lock: another run may just have finished.
         ctx, runner = make_runner(cfg, root, progress)
         check_plan(ctx, runner, runner.plan())
-        atomic_write_text(ctx.paths.config, dump_config(cfg))
+        atomic_write_text(ctx.paths.config, recorded_config_text(cfg))
         with run_root(root):
             summary = _run(runner, console)
         if after is not None:
             after(ctx)
         return summary
+
+
+def recorded_config_text(cfg: Config) -> str:
+    """run/config.yaml: the config with every input path made absolute, so the record
+    (and ``taskpgm report RUN``) means the same files from any working directory."""
+    def absolute(p: str | None) -> str | None:
+        return None if p is None else str(Path(p).absolute())
+
+    data = cfg.model_dump(mode="python")
+    pool = data["pool"]
+    pool["path"] = absolute(pool["path"])
+    pool["paths"] = [absolute(p) for p in pool["paths"]]
+    if data["model"]["base"] != "tiny":
+        data["model"]["base"] = absolute(data["model"]["base"])
+    data["mixture"]["utilities"] = absolute(data["mixture"]["utilities"])
+    for st in data["strategies"]:
+        for key in ("weights", "utilities"):
+            if isinstance(st["params"].get(key), str):
+                st["params"][key] = absolute(st["params"][key])
+    return dump_config(Config.model_validate(data))
+
+
+def finished_run(run_dir: Path, cfg: Config) -> PipelineContext:
+    """The context of a run directory whose every stage but the report is up to date;
+    otherwise one line naming the first stage that is not (the report must never mix
+    a half-finished run's files)."""
+    ctx, runner = make_runner(cfg, run_dir, progress=False)
+    for item in runner.plan():
+        if item.action != "skip" and item.stage.name != "report":
+            raise InputError(f"{run_dir}: not finished (stage {item.stage.name}: "
+                             f"{item.reason}); run `taskpgm run {ctx.paths.config}` first")
+    return ctx
 
 
 def plan_pipeline(cfg: Config, run_dir: str | Path | None = None) -> list[PlanItem]:
@@ -88,7 +123,7 @@ def check_plan(ctx: PipelineContext, runner: Runner, items: list[PlanItem]) -> N
     if ctx.cfg.pool.source == "dir" or pool_item.action == "skip":
         preflight(ctx)
     if ctx.paths.config.is_file() and not runner.record_path.exists() and \
-            ctx.paths.config.read_bytes() != dump_config(ctx.cfg).encode("utf-8"):
+            ctx.paths.config.read_bytes() != recorded_config_text(ctx.cfg).encode("utf-8"):
         # A directory that has never held a run: a different config.yaml there is the
         # user's own (e.g. `taskpgm run my.yaml --dir .`); overwriting it would lose it.
         raise InputError(f"{ctx.paths.config}: exists and was not written by a taskpgm run; "
@@ -116,7 +151,9 @@ __all__ = [
     "RunSummary",
     "Runner",
     "Stage",
+    "finished_run",
     "make_runner",
     "plan_pipeline",
+    "recorded_config_text",
     "run_pipeline",
 ]

@@ -74,8 +74,14 @@ class StageState(BaseModel):
     status: Literal["running", "done"]
     seconds: float | None = None
     # Every file the finished stage wrote: relative path -> [size, mtime_ns, sha256].
-    # None for a record from before files were recorded (then the outputs are trusted whole).
+    # For a stage that stopped on an error: what it had written so far. None: not known
+    # (a killed stage, or a record from before files were recorded).
     files: dict[str, list] | None = None
+    # When a running stage (or the first of its resumed attempts) started, ns since the
+    # epoch: a file under its outputs is its own if listed in ``files`` or not older
+    # than this. None with ``files`` set: the list is complete (the stage stopped on an
+    # error and recorded it).
+    started_ns: int | None = None
 
 
 class StagesRecord(BaseModel):
@@ -210,11 +216,20 @@ class Runner:
             if action != "skip":
                 rerun.add(st.name)
             foreign: frozenset[str] = frozenset()
-            if state is not None and state.status == "done" and action != "skip":
-                foreign = frozenset(ownership.foreign(self.run_dir, st.outputs,
-                                                      state.files or {}))
+            if state is not None and action != "skip":
+                foreign = frozenset(self._foreign(st, state))
             items.append(PlanItem(st, fp, action, reason, repair, foreign))
         return items
+
+    def _foreign(self, st: Stage, state: StageState) -> list[str]:
+        """Files under the stage's outputs that it did not write, as far as the record
+        can tell: not in its file list; for a killed stage, older than its start."""
+        if state.status == "done" or state.started_ns is None:
+            return [] if state.files is None else ownership.foreign(
+                self.run_dir, st.outputs, state.files)
+        known = state.files or {}
+        return [r for r in ownership.present(self.run_dir, st.outputs) if r not in known
+                and (self.run_dir / r).lstat().st_mtime_ns < state.started_ns]
 
     def conflicts(self, items: list[PlanItem]) -> list[str]:
         """Files the plan would have to delete that this run never wrote."""
@@ -226,11 +241,13 @@ class Runner:
                 # Never run here, or a record that does not say what it wrote (an older
                 # taskpgm's, or edited): nothing present can be taken as the run's.
                 out += ownership.present(self.run_dir, item.stage.outputs)
-            elif item.action == "run" and state.status == "done":
+            elif item.action == "run":
                 out += sorted(item.foreign)
-            # A repaired unit (one expert's directory, one shard) is removed whole.
+            # A repaired unit (one expert's directory, one shard) is removed whole, and
+            # rewritten: nothing of the user's may be in it or be it (a symlinked parent).
             for unit in item.repair:
-                out += [f for f in item.foreign if f == unit or f.startswith(unit + "/")]
+                out += [f for f in item.foreign
+                        if f == unit or f.startswith(unit + "/") or unit.startswith(f + "/")]
         return out
 
     def check(self, items: list[PlanItem]) -> None:
@@ -261,12 +278,31 @@ class Runner:
             for unit in item.repair:
                 self._remove_path(self.run_dir / unit)
             # Mark as running *before* touching outputs, so a kill leaves "running".
-            self.record.stages[st.name] = StageState(fingerprint=item.fingerprint, status="running")
+            started, known = time.time_ns(), None
+            prev = self.record.stages.get(st.name)
+            if item.action == "resume" and prev is not None:
+                # Kept outputs stay the run's: listed, or written since the first attempt.
+                known = {k: v for k, v in (prev.files or {}).items()
+                         if not any(k == u or k.startswith(u + "/") for u in item.repair)}
+                if prev.status == "running" and prev.started_ns is not None:
+                    started = prev.started_ns
+            self.record.stages[st.name] = StageState(fingerprint=item.fingerprint,
+                                                     status="running", started_ns=started,
+                                                     files=known)
             self._save_record()
             if on_event:
                 on_event("start", item, None)
             t0 = time.perf_counter()
-            st.run()
+            try:
+                st.run()
+            except BaseException:
+                # Record what the stage wrote before it stopped, so a restart can tell
+                # its partial outputs from files a user adds meanwhile.
+                self.record.stages[st.name] = StageState(
+                    fingerprint=item.fingerprint, status="running", started_ns=None,
+                    files=ownership.snapshot(self.run_dir, st.outputs, item.foreign))
+                self._save_record()
+                raise
             dt = time.perf_counter() - t0
             self.record.stages[st.name] = StageState(
                 fingerprint=item.fingerprint, status="done", seconds=round(dt, 3),

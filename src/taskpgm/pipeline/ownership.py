@@ -17,24 +17,40 @@ import re
 import shutil
 from pathlib import Path
 
-from taskpgm.io import sha256_file
+from taskpgm.io import TEMP_TAG, sha256_file
 
 # relative path (POSIX) -> [size in bytes, mtime in ns, sha256 hex]
 FileRecord = dict[str, list]
 
 # The temporary siblings taskpgm.io's atomic writers make (mkstemp/mkdtemp:
-# ``.<name>.<8 random chars>.tmp`` or ``.old``). A kill can leave one behind; it is the
-# run's by its name, never recorded, and removed before the stage runs again.
-_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")
+# ``.<name>.taskpgm-<8 random chars>.tmp`` or ``.old``). A kill can leave one behind; it
+# is the run's by its name, never recorded, and removed before the stage runs again.
+_TEMP = re.compile(r"^\..+\." + re.escape(TEMP_TAG) + r"[a-z0-9_]{8}\.(tmp|old)$")
 
 
 def is_temp(rel: str) -> bool:
     return any(_TEMP.match(part) for part in rel.split("/"))
 
 
+def remove_sibling_temps(directory: Path, names: tuple[str, ...]) -> None:
+    """Remove a killed writer's temporaries of ``names`` in ``directory`` (not below)."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if _TEMP.match(entry.name) and any(entry.name.startswith(f".{n}.") for n in names):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 def remove_temps(root: Path, outputs: tuple[str, ...]) -> None:
-    """Remove leftover atomic-write temporaries under ``outputs`` (a killed writer's)."""
+    """Remove leftover atomic-write temporaries under ``outputs`` and beside them (a
+    killed writer builds ``data/<s>`` as a sibling ``data/.<s>.taskpgm-*.tmp``)."""
     for rel in outputs:
+        parent = (root / rel).parent
+        if not parent.is_symlink():
+            remove_sibling_temps(parent, (Path(rel).name,))
         p = root / rel
         if not p.is_dir() or p.is_symlink():
             continue

@@ -49,6 +49,8 @@ UNARIES: tuple[str, ...] = ("auto", "balanced", "rowsum", "target", "given", "no
 ALLOCATIONS: tuple[str, ...] = ("largest_remainder", "multinomial")
 # taskpgm.models.prompt_format: how an example becomes training/scoring text.
 PROMPT_FORMATS: tuple[str, ...] = ("auto", "separator", "raw", "chat_template")
+# taskpgm.affinity.completion: which (expert, task) pairs a partial scoring run scores.
+SAMPLING: tuple[str, ...] = ("random", "balanced", "pairs")
 # taskpgm.models.train: the dtype of the weights while fine-tuning.
 WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 

@@ -42,6 +42,7 @@ from taskpgm.choices import (
     NORMALIZATIONS,
     OPTION_TYPES,
     PROMPT_FORMATS,
+    SAMPLING,
     TINY_N_EMBD,
     TINY_N_HEAD,
     TINY_N_LAYER,
@@ -222,6 +223,13 @@ class ScoringConfig(_Section):
     batch_size: int = Field(
         32, ge=1, description="At most this many probe examples per forward pass (each pass "
         "is also bounded by a budget of padded tokens); changes scores by float noise only.")
+    fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of the (expert, training task) pairs to score; "
+        "below 1 the rest is estimated by low-rank completion (pmi only, no bootstrap "
+        "intervals). The diagonal, the base model and the held-out targets are always scored.")
+    sampling: Literal[SAMPLING] = Field(
+        "balanced", description=f"fraction < 1: which pairs: {_choices(SAMPLING)} (balanced: "
+        "every expert and task scored equally often; pairs: both directions of a task pair).")
 
 
 class AffinityConfig(_Section):
@@ -535,12 +543,29 @@ class Config(_Section):
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_scoring_has_no_intervals(cls, data: Any) -> Any:
+        # Completed entries have no bootstrap intervals: partial scoring without an
+        # explicit affinity.bootstrap means none (an explicit one is refused below).
+        if isinstance(data, dict) and isinstance(data.get("scoring"), dict):
+            frac = data["scoring"].get("fraction", 1.0)
+            aff = data.get("affinity") if isinstance(data.get("affinity"), dict) else {}
+            if isinstance(frac, (int, float)) and frac < 1 and "bootstrap" not in aff:
+                data = {**data, "affinity": {**aff, "bootstrap": 0}}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         names = [s.name for s in self.strategies]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise ValueError(f"strategy name {dup!r} appears twice")
+        if self.scoring.fraction < 1 and (self.affinity.metric != "pmi"
+                                          or self.affinity.bootstrap):
+            raise ValueError("scoring.fraction < 1 completes the unscored pairs, which works "
+                             "for affinity.metric pmi without bootstrap intervals; set "
+                             "affinity.metric: pmi and affinity.bootstrap: 0")
         if "base" in names:
             # eval/base.json and the stage eval:base hold the base model's evaluation.
             raise ValueError("strategy name 'base' is reserved for the base model's "

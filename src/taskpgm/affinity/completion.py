@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from taskpgm.choices import SAMPLING
 from taskpgm.errors import InputError
 
-SAMPLING = ("random", "balanced", "pairs")
 CURVE_STRATEGIES = (*SAMPLING, "adaptive")
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -286,6 +286,7 @@ def score_pool(
     gpus_per_task: float = 0.0,
     settings: ScoreSettings | None = None,
     progress: bool = True,
+    unscored: Collection[tuple[str, str]] = (),
 ) -> ScoreTable:
     """Score every task's probe split with every expert (and the base model, if given).
 
@@ -325,18 +326,22 @@ def score_pool(
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, manifest)
 
+    # ``unscored``: (expert, task) pairs left out on purpose (partial scoring; the
+    # affinity stage completes them).
+    skip = set(unscored)
+    tasks_of = {e: [t for t in task_names if (e, t) not in skip] for e in expert_dirs}
     todo = {e: d for e, d in expert_dirs.items()
-            if any(not shard_path(out, e, t).is_file() for t in task_names)}
+            if any(not shard_path(out, e, t).is_file() for t in tasks_of[e])}
     n_examples = sum(pool.task(t).count("probe") or len(pool.examples(t, "probe"))
                      for t in task_names)
-    n_missing = sum(1 for e in todo for t in task_names if not shard_path(out, e, t).is_file())
+    n_missing = sum(1 for e in todo for t in tasks_of[e] if not shard_path(out, e, t).is_file())
     t0 = time.perf_counter()
     if todo:
         if executor == "local":
-            _run_local(todo, pool, task_names, out, settings, max_batch_tokens, device,
+            _run_local(todo, pool, tasks_of, out, settings, max_batch_tokens, device,
                        progress, n_examples, batch_size)
         else:
-            _run_ray(todo, pool, task_names, out, settings, max_batch_tokens, device, address,
+            _run_ray(todo, pool, tasks_of, out, settings, max_batch_tokens, device, address,
                      gpus_per_task, progress, batch_size)
     table = ScoreTable.load(out)
     table.manifest.metadata["run"] = {"shards_computed": n_missing,
@@ -364,7 +369,7 @@ def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progr
         overall = bar.add_task("experts", total=len(todo))
         for name, d in todo.items():
             t = bar.add_task(f"scoring with {name}", total=n_ex)
-            score_expert(name, d, pool.root, tasks, out, settings,
+            score_expert(name, d, pool.root, tasks[name], out, settings,
                          max_batch_tokens=max_batch_tokens, device=device,
                          on_batch=lambda n, t=t: bar.update(t, advance=n),
                          batch_size=batch_size)
@@ -387,7 +392,7 @@ def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address
             raise InputError(f"score: cannot connect to Ray at {address!r} ({exc})") from None
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(_ray_score_expert)
     refs = {remote.remote(name, str(Path(d).resolve()), str(Path(pool.root).resolve()),
-                          list(tasks), str(Path(out).resolve()), asdict(settings),
+                          list(tasks[name]), str(Path(out).resolve()), asdict(settings),
                           max_batch_tokens, device, batch_size): name
             for name, d in todo.items()}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -220,6 +220,10 @@ def preflight(ctx: PipelineContext) -> None:
         if st.method == "mixmin":
             targets += _named(lambda st=st: mixmin_targets(ctx, st.params.get("targets", "heldout")),
                               f"strategies[{i}].params.targets")
+    if cfg.scoring.fraction < 1 and (bad := sorted(set(targets) & set(train))):
+        raise InputError(f"scoring.fraction < 1 leaves (expert, training task) pairs unscored, "
+                         f"but training task {bad[0]!r} is a target (mixture.targets or a "
+                         "mixmin strategy's targets), which needs every expert's scores on it")
     for name in targets:
         if pool.task(name).count("probe") < 1:
             raise InputError(f"{pool.split_path(name, 'probe')}: target task {name!r} has no "
@@ -321,7 +325,22 @@ def stage_scores(ctx: PipelineContext) -> None:
                topk=s.topk, include_base=ctx.base_dir, address=s.ray_address,
                batch_size=s.batch_size, progress=ctx.progress,
                settings=ScoreSettings(topk=s.topk, prompt_format=m.prompt_format,
-                                      separator=m.separator))
+                                      separator=m.separator),
+               unscored=unscored_pairs(ctx))
+
+
+def unscored_pairs(ctx: PipelineContext) -> list[tuple[str, str]]:
+    """(expert, training task) pairs ``scoring.fraction < 1`` leaves to the completion:
+    the complement of ``sample_mask`` (seeded by run.seed; diagonal always scored). The
+    base model and held-out targets are always scored in full."""
+    s = ctx.cfg.scoring
+    if s.fraction >= 1:
+        return []
+    from taskpgm.affinity.completion import sample_mask
+
+    train = ctx.train_task_names()
+    mask = sample_mask(len(train), s.fraction, seed=ctx.cfg.run.seed, strategy=s.sampling)
+    return [(train[i], train[j]) for i, j in zip(*np.nonzero(~mask), strict=True)]
 
 
 def stage_affinity(ctx: PipelineContext) -> None:
@@ -333,7 +352,10 @@ def stage_affinity(ctx: PipelineContext) -> None:
     # Held-out tasks (no expert) and the base model's row are left out by compute_affinity.
     table = ScoreTable.load(ctx.paths.scores)
     aff = compute_affinity(table, metric=a.metric, normalize=a.normalize, bootstrap=a.bootstrap,
-                           seed=ctx.cfg.run.seed)
+                           seed=ctx.cfg.run.seed, complete=ctx.cfg.scoring.fraction < 1)
+    if ctx.cfg.scoring.fraction < 1:
+        # Which entries rest on estimated (completed) scores rather than measured ones.
+        aff.provenance["unscored_pairs"] = [list(p) for p in unscored_pairs(ctx)]
     save_affinity(ctx.paths.affinity, aff)
 
 
@@ -556,7 +578,10 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
     stages.append(Stage("experts", lambda: stage_experts(ctx),
                         {"experts": cfg.section("experts"), "seed": seed},
                         deps=base_deps, outputs=("experts",), resumable=True))
-    stages.append(Stage("scores", lambda: stage_scores(ctx), {"scoring": cfg.section("scoring")},
+    s_payload_scores: dict[str, Any] = {"scoring": cfg.section("scoring")}
+    if cfg.scoring.fraction < 1:  # which pairs are scored depends on the seed
+        s_payload_scores["seed"] = seed
+    stages.append(Stage("scores", lambda: stage_scores(ctx), s_payload_scores,
                         deps=("experts",), outputs=("scores",), resumable=True,
                         repair_depth=3))  # scores/shards/<expert>/<task>.parquet
     stages.append(Stage("affinity", lambda: stage_affinity(ctx),

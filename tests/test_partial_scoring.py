@@ -49,6 +49,8 @@ def test_half_the_pairs_are_scored_and_the_rest_completed(tmp_path):
         for t in heldout:
             assert shard_path(run / "scores", e, t).is_file()
     assert np.isfinite(aff["matrix"]).all()
+    assert f"{len(unscored)} of {n * n} (expert, task) pairs were not scored" in \
+        (run / "report.html").read_text()
     mix = json.loads((run / "mixture.json").read_text())
     assert abs(sum(mix["weights"]) - 1) < 1e-9 and len(mix["weights"]) == n
 

@@ -305,6 +305,12 @@ def report_for_run(ctx) -> Path:
     notes = [(f"Pool: {len(train)} training tasks, "
               f"{len(pool.heldout_tasks())} held-out tasks. Budget {cfg.sample.budget} "
               f"examples, {cfg.train.steps} training steps per strategy, seed {cfg.run.seed}.")]
+    if unscored := aff.provenance.get("unscored_pairs"):
+        n = len(train)
+        notes.append(f"Partial scoring (scoring.fraction {cfg.scoring.fraction}): {len(unscored)} "
+                     f"of {n * n} (expert, task) pairs were not scored; their scores, and the "
+                     "affinity entries that use them, are estimates from low-rank completion "
+                     "(listed in affinity.npz, provenance 'unscored_pairs').")
     inp = ReportInputs(aff, mixtures, evals, base, checks, path, infl,
                        title="taskpgm run report", notes=notes,
                        families={t: families.get(t) for t in train})

@@ -228,7 +228,7 @@ def test_score_refuses_a_bad_device_before_writing(tmp_path, cli):
 def test_models_eval_checks_split_and_decoding_length(tmp_path, cli):
     code, _, err = cli("models", "eval", "--model", tmp_path / "m", "--pool", tmp_path / "p",
                        "--split", "test")
-    _one_line_error(code, err, "--split 'test'", "train, probe or eval")
+    _one_line_error(code, err, "--split 'test'", "train, probe, eval")
     code, _, err = cli("models", "eval", "--model", tmp_path / "m", "--pool", tmp_path / "p",
                        "--max-new-tokens", 0)
     assert code == 2 and "--max-new-tokens" in err and "Traceback" not in err

@@ -30,19 +30,13 @@ import numpy as np
 import pytest
 import yaml
 
+from export_data import chat_example as _chat
 from taskpgm.mixture.record import Mixture
 from taskpgm.sample import materialise
 from taskpgm.tasks.importers import import_files
 
 BUDGET = 333
 TASKS = ("alpha", "beta", "gamma", "chat")
-
-
-def _chat(i: int) -> dict:
-    return {"messages": [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": f"chat {i}"},
-        {"role": "assistant", "content": f"a{i}"}, {"role": "user", "content": "again"},
-        {"role": "assistant", "content": f"b{i}"}]}
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,9 @@ KERNELS: tuple[str, ...] = ("shift", "calibrated", "simplex-shift", "clip", "exp
 UNARIES: tuple[str, ...] = ("auto", "balanced", "rowsum", "target", "given", "none")
 # taskpgm.sample: how a budget is split into per-task counts.
 ALLOCATIONS: tuple[str, ...] = ("largest_remainder", "multinomial")
+# taskpgm.sample / taskpgm.export: what a materialised mixture is written as.
+EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "messages", "hf", "llamafactory", "axolotl",
+                                   "interleave")
 # taskpgm.models.prompt_format: how an example becomes training/scoring text.
 PROMPT_FORMATS: tuple[str, ...] = ("auto", "separator", "raw", "chat_template")
 # taskpgm.affinity.completion: which (expert, task) pairs a partial scoring run scores.

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from taskpgm.choices import ALLOCATIONS
+from taskpgm.choices import ALLOCATIONS, EXPORT_FORMATS
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_dir, atomic_write_json, sha256_file
 from taskpgm.mixture.record import Mixture
@@ -39,8 +39,7 @@ from taskpgm.portable import portable_path
 from taskpgm.tasks.pool import Example, Pool
 from taskpgm.tasks.splits import stable_hash
 
-Allocation = Literal["largest_remainder", "multinomial"]
-FORMATS: tuple[str, ...] = ("jsonl", "messages", "hf", "llamafactory", "axolotl", "interleave")
+FORMATS = EXPORT_FORMATS
 SAMPLE_FORMAT = "taskpgm-sample"
 
 

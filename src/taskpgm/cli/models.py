@@ -100,9 +100,11 @@ def eval_model(
     from taskpgm.errors import InputError
     from taskpgm.io import atomic_write_json
     from taskpgm.models.evaluate import evaluate_model
+    from taskpgm.tasks.pool import SPLITS
 
-    if split not in ("train", "probe", "eval"):
-        raise InputError(f"--split {split!r}: unknown split (use train, probe or eval)")
+    if split not in SPLITS:
+        raise InputError(f"--split {split!r}: unknown split (use {', '.join(SPLITS)})")
+
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     res = evaluate_model(model, pool, names, split, max_new_tokens=max_new_tokens,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from taskpgm.choices import EXPORT_FORMATS
 from taskpgm.cli.common import console
 
 
@@ -18,7 +19,7 @@ def sample(
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same bytes).")] = 0,
     allocation: Annotated[str, typer.Option(help="largest_remainder or multinomial.")] = "largest_remainder",
     max_epochs: Annotated[int | None, typer.Option(help="At most this many passes over a task.")] = None,
-    format: Annotated[str, typer.Option("--format", help="jsonl, messages, hf, llamafactory, axolotl, interleave.")] = "jsonl",
+    format: Annotated[str, typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}.")] = "jsonl",
     separator: Annotated[str, typer.Option(
         "--separator", help="Exports put this between a prompt and a response that meet "
         "without whitespace, as the experts were trained (default a newline).")] = "\n",

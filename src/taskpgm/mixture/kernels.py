@@ -221,6 +221,19 @@ def _clip(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any
                            "eig_max_before": float(w[-1]), "eigs_clipped": m}
 
 
+def _simplex_rho(quad: float, t: float, alpha: float, shift: float, n: int, eig_abs_max: float,
+                 f: float) -> tuple[float, float]:
+    """The all-ones weight rho that lifts the simplex-shift kernel above t on the whole
+    space (quad = b'(M - tI)^-1 b), and K's condition bound; refuses an ill-conditioned K."""
+    rho = max(0.0, (t + quad - alpha - shift) / n)
+    cond = (rho * n + abs(alpha) + shift + eig_abs_max) / t
+    if cond > _SIMPLEX_MAX_COND:
+        raise InputError(f"kernel floor {f:.3g} is too small for 'simplex-shift': K would "
+                         f"have condition number {cond:.2g}; use a larger parameter "
+                         "'kernel_floor'")
+    return rho, cond
+
+
 def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict[str, Any]]:
     """sym(S) shifted on the zero-sum subspace, then made PD by the smallest rho 11'.
 
@@ -261,12 +274,7 @@ def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict
     t = 0.5 * f
     Ub = U.T @ b
     quad = float(np.sum(Ub**2 / (w + shift - t)))  # b'(M - tI)^-1 b; M - tI >= f/2 > 0
-    rho = max(0.0, (t + quad - alpha - shift) / n)
-    cond = (rho * n + abs(alpha) + shift + float(np.max(np.abs(w)))) / t
-    if cond > _SIMPLEX_MAX_COND:
-        raise InputError(f"kernel floor {f:.3g} is too small for 'simplex-shift': K would "
-                         f"have condition number {cond:.2g}; use a larger parameter "
-                         "'kernel_floor'")
+    rho, cond = _simplex_rho(quad, t, alpha, shift, n, float(np.max(np.abs(w))), f)
     K = A + shift * np.eye(n) + rho * np.ones((n, n))
     return symmetrise(K), {
         "floor": f, "shift": shift, "rho": rho,
@@ -274,6 +282,11 @@ def _simplex_shift(A: np.ndarray, floor: float | None) -> tuple[np.ndarray, dict
         "eig_min_before": float(w_full[0]), "eig_max_before": float(w_full[-1]),
         "shift_full_space": max(0.0, -float(w_full[0])) + f, "condition": cond,
     }
+
+
+# How far below the Lanczos estimate of lambda_min the certificate checks (relative to
+# the spectral radius): tight enough that the result equals the exact route's.
+_SHIFT_CERT_REL = 5e-12
 
 
 def _shift_lanczos(A: np.ndarray, floor: float | None) -> Kernel | None:
@@ -292,8 +305,12 @@ def _shift_lanczos(A: np.ndarray, floor: float | None) -> Kernel | None:
     if f <= _CHOL_SLACK * n * np.finfo(float).eps * radius:
         return None
     shift = max(0.0, -lo) + f
-    # Certificate: A + (shift - f/2) I positive definite, so lambda_min(K) >= f/2 > 0.
-    if _chol_ok(A, 0.5 * f - shift) is None:
+    # Certificate: A - (lo - delta) I positive definite, so lambda_min in [lo - delta, lo]:
+    # the shift, K and the reported eigenvalue are those of the exact computation to
+    # within delta (and lambda_min(K) >= f - delta > f/2). A Ritz value that missed a
+    # lower eigenvalue (a degenerate null space, say) fails it: exact route.
+    delta = min(0.5 * f, _SHIFT_CERT_REL * radius)
+    if _chol_ok(A, lo - delta) is None:
         return None
     K = A  # a fresh array (sym(S)): shifted in place
     K.flat[:: n + 1] += shift
@@ -336,18 +353,19 @@ def _simplex_shift_lanczos(A: np.ndarray, alpha: float, b: np.ndarray, B: np.nda
         else floor
     if f <= _CHOL_SLACK * n * np.finfo(float).eps * radius:
         return None  # f <= 0 (refused) or within rounding: the exact route decides
+    # Both lower ends certified tight (as in _shift_lanczos): a Ritz value that missed a
+    # lower eigenvalue sends the construction to the exact route.
+    delta = min(0.5 * f, _SHIFT_CERT_REL * radius)
+    if _chol_ok(A, float(full[0]) - delta) is None or \
+            _chol_ok(B, float(sub[0]) - delta) is None:
+        return None
     shift = max(0.0, -float(sub[0])) + f
     t = 0.5 * f
     L = _chol_ok(B, t - shift)  # B + (shift - t) I = M - tI
     if L is None:
         return None
     quad = float(b @ _potrs(L, b, lower=1)[0])  # b'(M - tI)^-1 b
-    rho = max(0.0, (t + quad - alpha - shift) / n)
-    cond = (rho * n + abs(alpha) + shift + float(np.max(np.abs(sub)))) / t
-    if cond > _SIMPLEX_MAX_COND:
-        raise InputError(f"kernel floor {f:.3g} is too small for 'simplex-shift': K would "
-                         f"have condition number {cond:.2g}; use a larger parameter "
-                         "'kernel_floor'")
+    rho, cond = _simplex_rho(quad, t, alpha, shift, n, float(np.max(np.abs(sub))), f)
     K = A.copy()
     K.flat[:: n + 1] += shift
     K += rho

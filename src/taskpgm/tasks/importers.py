@@ -32,7 +32,7 @@ from typing import Any
 
 from taskpgm.errors import InputError
 from taskpgm.io import iter_jsonl, read_json
-from taskpgm.tasks.pool import Example, Pool, TaskInfo
+from taskpgm.tasks.pool import SPLITS, Example, Pool, TaskInfo
 from taskpgm.tasks.splits import SPLIT_ALIASES, SplitConfig, SplitReport, example_id, split_task
 from taskpgm.tasks.writer import TaskData, write_pool
 
@@ -324,7 +324,7 @@ def _pool_sources(src: Path) -> list[TaskSource] | None:
     pool = Pool.load(src)
     out = []
     for info in pool.tasks:
-        files = [(pool.split_path(info.name, s), s) for s in ("train", "probe", "eval")
+        files = [(pool.split_path(info.name, s), s) for s in SPLITS
                  if pool.split_path(info.name, s).is_file()]
         out.append(TaskSource(info.name, files, info))
     return out

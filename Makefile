@@ -13,9 +13,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
-	# LLaMA-Factory's own loader checks the llamafactory export in tests; without its
-	# dependencies (they would downgrade transformers and pull gradio/torchaudio).
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'llamafactory==0.9.5'
+	# LLaMA-Factory's and axolotl's own loaders check the llamafactory and axolotl exports
+	# in tests; without their dependencies (they would downgrade transformers and pull
+	# gradio/torchaudio, and CUDA-only bitsandbytes/triton/xformers for axolotl).
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'llamafactory==0.9.5' 'axolotl==0.19.0'
 	touch $(STAMP)
 
 demo: setup

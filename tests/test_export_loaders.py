@@ -8,10 +8,15 @@ where the experts put it.
   the import only (no audio is processed), and ``DISABLE_VERSION_CHECK`` lets it run
   with newer transformers/datasets than it pins.
 - TRL: ``SFTTrainer``'s own dataset preparation and one training step on the ``hf``
-  export, with a tiny random GPT-2 and a tokenizer built locally (no hub).
-- axolotl: its SFT dataset loading (``_load_raw_datasets``: schema, local files, prompt
-  strategies, merge) on ``axolotl.yaml``; skipped where axolotl is not importable (it is
-  not a test dependency: it pins CUDA-only packages).
+  export and on the ``messages`` export's train.jsonl, with a tiny random GPT-2 and a
+  tokenizer built locally (no hub): the completion mask covers exactly the last assistant
+  message (and the response, for plain rows).
+- axolotl: the training YAML that ``axolotl.yaml`` is merged into, loaded, validated and
+  prepared as ``axolotl preprocess`` does (``load_cfg`` then ``load_datasets``), in a child
+  process. Installed with ``pip install --no-deps axolotl`` plus ``addict``, ``colorama``,
+  ``termcolor`` (its full requirements pin CUDA-only packages and older transformers);
+  ``numba`` (sample packing only) and ``posthog`` (telemetry, switched off) stand in for
+  the import where absent. Skipped where axolotl is not installed.
 
 The ``interleave`` export is read by ``datasets.interleave_datasets`` in
 test_export_roundtrip.py.
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import types
 from collections import Counter
@@ -217,11 +224,12 @@ def tiny_model(tmp_path_factory, tokenizer_factory):
     return path
 
 
-def _sft(model_dir: Path, data_dir: Path, tmp_path: Path):
+def _sft(model_dir: Path, data_dir: Path, tmp_path: Path, train=None):
     import datasets
     from trl import SFTConfig, SFTTrainer
 
-    train = datasets.load_from_disk(str(data_dir / "hf"))
+    if train is None:
+        train = datasets.load_from_disk(str(data_dir / "hf"))
     args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, report_to=[],
                      per_device_train_batch_size=4, save_strategy="no", use_cpu=True,
                      dataloader_num_workers=0, max_length=128)
@@ -256,50 +264,160 @@ def test_trl_sft_trainer_plain(samples, tiny_model, tmp_path):
     assert trainer.state.global_step == 1
 
 
-@pytest.mark.slow
-def test_trl_sft_trainer_conversational(samples, tiny_model, tmp_path):
-    data_dir, want = samples("chat", "hf")
-    trainer = _sft(tiny_model, data_dir, tmp_path)
+def _check_conversational(trainer, want: dict[str, int]) -> None:
+    """TRL's prepared rows: exact per-task counts; each row is the whole conversation
+    in the chat template, and the loss mask (``completion_mask`` and the ``labels`` TRL
+    builds from it) covers exactly the last assistant message's tokens and its turn end:
+    nothing of the system/user turns or of earlier assistant turns."""
     tok = trainer.processing_class
     train = trainer.train_dataset
     assert len(train) == BUDGET and Counter(train["task"]) == Counter(want)
     for ex in train:
-        prompt, completion = _split(tok, ex)
-        assert prompt == tok.apply_chat_template(ex["prompt"], tokenize=False,
-                                                 add_generation_prompt=True)
+        ids = ex["input_ids"]
+        whole = tok.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=False)
+        prompt = tok.apply_chat_template(ex["prompt"], tokenize=False, add_generation_prompt=True)
         last = ex["completion"][0]["content"]
+        assert tok.decode(ids) == whole == f"{prompt}{last}<|im_end|>\n"
+        n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        n_last = len(tok(f"{last}<|im_end|>\n", add_special_tokens=False)["input_ids"])
+        assert len(ids) == n_prompt + n_last
+        if "completion_mask" in ex:
+            assert ex["completion_mask"] == [0] * n_prompt + [1] * n_last
+        if "labels" in ex:
+            assert ex["labels"] == [-100] * n_prompt + ids[n_prompt:]
+        assert "completion_mask" in ex or "labels" in ex
+        _, completion = _split(tok, ex)
         assert completion == f"{last}<|im_end|>\n"  # the last assistant message only
         if ex["task"] == "chat":
             assert last.startswith("b") and f"a{last[1:]}" in prompt
+
+
+@pytest.mark.slow
+def test_trl_sft_trainer_conversational(samples, tiny_model, tmp_path):
+    data_dir, want = samples("chat", "hf")
+    trainer = _sft(tiny_model, data_dir, tmp_path)
+    _check_conversational(trainer, want)
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
+@pytest.mark.parametrize("kind", ["plain", "chat"])
+def test_messages_rows_for_taskpgm_and_trl(kind, samples):
+    """``--format messages``: taskpgm's own reader still takes ``messages``; ``prompt`` +
+    ``completion`` (TRL's) are the same conversation, split before the last message."""
+    from taskpgm.models.data import read_train_jsonl
+
+    data_dir, want = samples(kind, "messages")
+    rows = [json.loads(x) for x in (data_dir / "train.jsonl").read_text().splitlines()]
+    examples = read_train_jsonl(data_dir)
+    assert len(rows) == len(examples) == BUDGET
+    assert Counter(r["task"] for r in rows) == Counter(want)
+    for rec, ex in zip(rows, examples, strict=True):
+        assert rec["prompt"] + rec["completion"] == rec["messages"] == list(ex.messages)
+        assert [m["role"] for m in rec["completion"]] == ["assistant"]
+        assert ex.response == rec["completion"][0]["content"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["plain", "chat"])
+def test_trl_sft_trainer_messages(kind, samples, tiny_model, tmp_path):
+    """``--format messages``: train.jsonl as it is, read with datasets' JSON loader, gives
+    TRL prompt-completion rows (loss on the last assistant message), not a language-
+    modelling dataset trained on every token."""
+    import datasets
+
+    data_dir, want = samples(kind, "messages")
+    train = datasets.load_dataset("json", data_files=str(data_dir / "train.jsonl"),
+                                  split="train")
+    trainer = _sft(tiny_model, data_dir, tmp_path, train=train)
+    assert trainer.completion_only_loss  # TRL's default for prompt-completion rows
+    _check_conversational(trainer, want)
     trainer.train()
     assert trainer.state.global_step == 1
 
 
 # ---------------------------------------------------------------- axolotl
 
+#: What ``axolotl preprocess CONFIG`` does (``axolotl.cli.preprocess.do_cli`` and
+#: ``do_preprocess``, less its HF-token and accelerate-config checks, whose module needs
+#: httpx and fire), run in a child process: axolotl configures logging, warnings and
+#: stdout globally. Two imports stand in, for the import only (the real ones are used
+#: where installed):
+#: - ``numba``: ``axolotl.utils.samplers.multipack`` decorates its sample-packing bin
+#:   packer with ``numba.njit`` at import time; packing is off here, and numba with
+#:   llvmlite would add ~210 MB for code that never runs;
+#: - ``posthog``: telemetry, imported by ``axolotl.telemetry.manager``; it is switched
+#:   off (``AXOLOTL_DO_NOT_TRACK=1``), so nothing of it is used and nothing is sent.
+AXOLOTL_PREPROCESS = """
+import importlib.util, os, sys, types
+if importlib.util.find_spec("numba") is None:
+    numba = sys.modules["numba"] = types.ModuleType("numba")
+    numba.njit = lambda fn=None, **_: fn if fn is not None else (lambda f: f)
+if importlib.util.find_spec("posthog") is None:
+    sys.modules["posthog"] = types.ModuleType("posthog")
+os.environ["AXOLOTL_IS_PREPROCESS"] = "1"
+from axolotl.cli.config import load_cfg
+from axolotl.common.datasets import load_datasets
+from axolotl.utils.trainer import disable_datasets_caching
+cfg = load_cfg(sys.argv[1], is_preprocess=True)
+cfg.is_preprocess = True
+with disable_datasets_caching():
+    load_datasets(cfg=cfg)
+"""
 
-def test_axolotl_dataset_loading(samples, tokenizer_factory, tmp_path, monkeypatch):
-    sft = pytest.importorskip("axolotl.utils.data.sft")
-    from axolotl.utils.dict import DictDefault
-    from axolotl.utils.schemas.datasets import SFTDataset
 
-    data_dir, want = samples("chat", "axolotl")
-    monkeypatch.chdir(data_dir)  # the paths are relative to the sample directory
-    # Its cache of the prepared dataset is not what is tested (and forks a process pool).
-    monkeypatch.setattr(sft, "save_preprocessed_dataset", lambda *a, **k: None)
-    frag = yaml.safe_load(Path("axolotl.yaml").read_text())
-    entries = []
-    for e in frag["datasets"]:
-        d = SFTDataset.model_validate(e).model_dump(exclude_none=True)
-        if isinstance(d.get("type"), dict):
-            d["type"] = DictDefault(d["type"])
-        entries.append(DictDefault(d))
-    cfg = DictDefault({**frag, "datasets": entries, "sequence_len": 256, "seed": 0,
-                       "dataset_num_proc": 1, "is_preprocess": True, "sample_packing": False,
-                       "dataset_prepared_path": str(tmp_path / "prepared")})
+@pytest.fixture(scope="module")
+def axolotl_base(tmp_path_factory, tokenizer_factory):
+    """A local ``base_model`` for axolotl's config: a tiny GPT-2 config and the test
+    tokenizer (``preprocess`` reads the model config and the tokenizer; no weights)."""
+    for mod in ("axolotl.common.datasets", "addict", "colorama", "termcolor"):
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:  # installed by the Makefile's setup (pip install --no-deps axolotl)
+            pytest.skip(f"{mod} is not installed")
+    from transformers import GPT2Config
+
     tok = tokenizer_factory()
-    train, _ = sft._load_raw_datasets(cfg, cfg.datasets, tok, "train")
-    assert len(train) == BUDGET
+    path = tmp_path_factory.mktemp("axolotl-base")
+    GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=16, n_layer=1, n_head=2,
+               bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["plain", "chat"])
+def test_axolotl_preprocess(kind, samples, axolotl_base, tmp_path):
+    """``axolotl.yaml`` merged into a training YAML and prepared as ``axolotl
+    preprocess`` does (config loading and validation, tokenizer, dataset loading, prompt
+    strategies, merge, length filter, save): every example kept, each task's exact count,
+    loss on the response only."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    data_dir, want = samples(kind, "axolotl")
+    frag = yaml.safe_load((data_dir / "axolotl.yaml").read_text())
+    prepared = tmp_path / "prepared"
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "base_model": str(axolotl_base), **frag, "sequence_len": 256, "seed": 0,
+        "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1,
+        "learning_rate": 1e-4, "sample_packing": False, "dataset_num_proc": 1,
+        # The tokenizer's EOS is not its turn end (as axolotl.yaml's header says to set).
+        "eot_tokens": ["<|im_end|>"],
+        "output_dir": str(tmp_path / "out"), "dataset_prepared_path": str(prepared)}))
+    env = {**os.environ, "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+    # Run from the sample directory: the paths in axolotl.yaml are relative to it.
+    proc = subprocess.run([sys.executable, "-c", AXOLOTL_PREPROCESS, str(config)],
+                          cwd=data_dir, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [saved] = [d for d in prepared.iterdir() if d.is_dir()]
+    train = datasets.load_from_disk(str(saved))
+    tok = AutoTokenizer.from_pretrained(axolotl_base)
+    assert len(train) == BUDGET  # nothing dropped, merged or deduplicated
     seen = Counter()
     for ex in train:
         text = tok.decode(ex["input_ids"])
@@ -307,10 +425,11 @@ def test_axolotl_dataset_loading(samples, tokenizer_factory, tmp_path, monkeypat
                              if lab != -100])
         task = _task_of(text)
         seen[task] += 1
-        if task == "chat":  # loss on the last assistant message only
-            i = text.split("chat ", 1)[1].split("<", 1)[0]
-            assert target.startswith(f"b{i}") and f"a{i}" not in target
-        else:
+        if task == "chat":  # chat template; loss on the last assistant message only
+            i = int(text.split("chat ", 1)[1].split("<", 1)[0])
+            assert text == tok.apply_chat_template(_chat(i)["messages"], tokenize=False)
+            assert target == f"b{i}<|im_end|>"
+        else:  # the experts' text: prompt, "\n", response; loss on the response and EOS
             number = text.split(" ", 1)[1].split("\n", 1)[0]
             assert text == f"{task} {number}\nr{number}{tok.eos_token}"
             assert target == f"r{number}{tok.eos_token}"

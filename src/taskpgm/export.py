@@ -8,7 +8,11 @@ relative to the sample directory (so the directory gives the same bytes wherever
 made and still works after it is moved): run the trainer from there, or prefix them.
 
 * ``jsonl`` / ``messages``: ``train.jsonl`` itself, taskpgm's own format (raw prompt and
-  response, or chat messages), read by ``taskpgm models train``.
+  response, or chat messages), read by ``taskpgm models train``. ``messages`` rows also
+  carry TRL's conversational prompt-completion form (``prompt``: every message but the
+  last, ``completion``: the last one, as in ``hf``), so that TRL's ``SFTTrainer`` given
+  ``train.jsonl`` trains on the last assistant message only, as the experts are trained
+  (with ``messages`` alone it would train on every token, prompt included).
 * ``hf``: ``hf/``, a Hugging Face dataset (``save_to_disk``) in TRL's prompt-completion
   form (``task``, ``id``, ``prompt``, ``completion``), in sample order. Plain text
   (prompt + separator, completion) when no example is a chat; conversational (lists of
@@ -113,6 +117,23 @@ def trl_record(rec: dict[str, Any], conversational: bool, separator: str) -> dic
     else:
         prompt, completion = _plain(rec, separator)
     return {"task": rec["task"], "id": rec["id"], "prompt": prompt, "completion": completion}
+
+
+def export_messages(data_dir: Path) -> list[str]:
+    """Add TRL's conversational ``prompt``/``completion`` to every ``train.jsonl`` row
+    (written in the ``messages`` style: each row has ``messages``). taskpgm reads
+    ``messages`` (:meth:`taskpgm.tasks.pool.Example.from_record` takes it first); TRL reads
+    ``prompt``/``completion`` first and then masks everything but the completion."""
+    path = data_dir / "train.jsonl"
+    tmp = data_dir / ".train.jsonl.messages"
+    with open(path, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as out:
+        for line in src:
+            rec = json.loads(line)
+            msgs = _messages(rec)
+            rec["prompt"], rec["completion"] = msgs[:-1], msgs[-1:]
+            out.write(_dumps(rec))
+    tmp.replace(path)
+    return []
 
 
 def _dumps(obj: Any) -> str:
@@ -355,8 +376,10 @@ def export(
     """
     if not isinstance(separator, str):
         raise InputError(f"separator must be a string, got {separator!r}")
-    if format in ("jsonl", "messages"):
+    if format == "jsonl":
         return []
+    if format == "messages":
+        return export_messages(data_dir)
     if format == "hf":
         return export_hf(data_dir, parts, rows, order, separator=separator)
     if format == "llamafactory":

@@ -8,6 +8,7 @@ experts that are missing.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -23,14 +24,15 @@ from taskpgm.choices import WEIGHTS_DTYPES
 from taskpgm.config import ExpertsConfig as _ExpertsSection
 from taskpgm.config import TrainConfig as _TrainSection
 from taskpgm.errors import InputError
-from taskpgm.io import atomic_dir, atomic_write_json, read_json
+from taskpgm.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from taskpgm.models.data import as_examples
 from taskpgm.models.encode import Encoded, encode_pairs, model_max_length
 from taskpgm.models.heads import response_logits
-from taskpgm.models.load import cpu_threads_for, load_model
+from taskpgm.models.load import ADAPTER_CONFIG, cpu_threads_for, load_model
 from taskpgm.models.prompt_format import DEFAULT_SEPARATOR, check_format, render_all
 from taskpgm.portable import portable_path, resolve_recorded
 from taskpgm.progress import bars_enabled
+from taskpgm.tasks.digest import examples_digest
 from taskpgm.tasks.pool import Pool
 
 TRAIN_MARKER = "taskpgm_train.json"
@@ -315,9 +317,35 @@ class _progress:
         return False
 
 
-def expert_seed(seed: int, task: str) -> int:
-    """Decorrelate experts' data order while staying reproducible."""
-    return (seed * 1_000_003 + zlib.crc32(task.encode())) % (2**31)
+def expert_seed(seed: int, examples_digest: str) -> int:
+    """Decorrelate experts' data order while staying reproducible. Keyed by the digest of
+    the expert's training examples, not by the task's name or position: adding, removing
+    or renaming tasks leaves every other expert's seed (and so its bytes) unchanged,
+    which is what lets a changed pool reuse them (taskpgm.pipeline.identity)."""
+    return (seed * 1_000_003 + zlib.crc32(examples_digest.encode())) % (2**31)
+
+
+def relocate_expert(model_dir: str | Path, base: str | Path, task: str,
+                    at: str | Path | None = None) -> None:
+    """Make an expert copied or moved to ``at`` (default: ``model_dir``, where it is now)
+    from another task name, run or a shared cache record what training it there would
+    have: its task and its base model's path (relative to ``at``; LoRA adapters name the
+    base by its absolute path). A file is rewritten only when it differs, and atomically,
+    so a hard link to the old bytes elsewhere keeps them."""
+    model_dir = Path(model_dir)
+    info = read_train_info(model_dir)
+    new_info = {**info, "task": task, "base": portable_path(base, at or model_dir)}
+    if new_info != info:
+        atomic_write_json(model_dir / TRAIN_MARKER, new_info)
+    adapter = model_dir / ADAPTER_CONFIG
+    if adapter.is_file():
+        text = adapter.read_text(encoding="utf-8")
+        old = json.loads(text).get("base_model_name_or_path")
+        if isinstance(old, str):
+            # A textual swap of the one value keeps peft's layout byte for byte.
+            new = text.replace(json.dumps(old), json.dumps(str(Path(base).resolve())), 1)
+            if new != text:
+                atomic_write_text(adapter, new)
 
 
 def train_experts(
@@ -335,10 +363,13 @@ def train_experts(
     prompt_format: str = "auto",
     separator: str = DEFAULT_SEPARATOR,
     config: TrainConfig | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, TrainResult | None]:
     """Train one expert per training task into ``out/<task>/``; finished experts are skipped.
 
-    Returns task -> result (``None`` for an expert that was already there).
+    ``extra``: task -> more fields for that expert's ``taskpgm_train.json`` (the pipeline
+    records each expert's identity there). Returns task -> result (``None`` for an expert
+    that was already there).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"training: seed must be a non-negative integer, got {seed!r}")
@@ -368,10 +399,12 @@ def train_experts(
             shutil.rmtree(target)
         base_cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora,
                                          prompt_format=prompt_format, separator=separator)
-        cfg = TrainConfig(**{**asdict(base_cfg), "seed": expert_seed(seed, name)})
+        cfg = TrainConfig(**{**asdict(base_cfg), "seed": expert_seed(
+            seed, examples_digest(data[name], ids=False))})
         results[name] = train_model(
             base, data[name], target, config=cfg, lora=cfg.lora, progress=progress,
-            description=f"expert {i + 1}/{len(names)} {name}", extra_info={"task": name},
+            description=f"expert {i + 1}/{len(names)} {name}",
+            extra_info={"task": name, **(extra or {}).get(name, {})},
         )
     # Keep experts listed by earlier runs (e.g. trained with another --tasks subset).
     listed = list(names)

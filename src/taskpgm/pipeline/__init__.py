@@ -112,6 +112,13 @@ def check_plan(ctx: PipelineContext, runner: Runner, items: list[PlanItem]) -> N
     """Refuse before any work: files the run would delete but did not write, and (when
     the pool is already there to read) task names and splits later stages need."""
     runner.check(items)
+    if (cache := ctx.cfg.cache.dir) is not None:
+        c, root = Path(cache).absolute().resolve(), ctx.paths.root.absolute().resolve()
+        if c.exists() and not c.is_dir():
+            raise InputError(f"{cache}: cache.dir is not a directory")
+        if c == root or c.is_relative_to(root):
+            raise InputError(f"{cache}: cache.dir is inside the run directory {root}; a "
+                             "cache shared between runs lives outside every run directory")
     if ctx.cfg.model.base != "tiny":
         from taskpgm.models.local import check_model_dir
 

@@ -14,7 +14,10 @@ with and whether it finished (``done``) or was interrupted (``running``). On a r
   runs again;
 * ``running`` with the same fingerprint and the stage is internally resumable -> run
   again *keeping* its partial outputs, so it redoes only what is missing;
-* anything else -> its outputs are removed and it runs from scratch.
+* anything else -> its outputs are removed and it runs from scratch; but a *keyed*
+  stage (experts, scoring: outputs made of units addressed by content) keeps them, and
+  its ``reconcile`` hook removes the units whose identity no longer matches before it
+  runs (:mod:`taskpgm.pipeline.reuse`), so a changed pool redoes only what changed.
 
 A finished stage records every file it wrote (:mod:`taskpgm.pipeline.ownership`); only
 those are ever removed. A file under a stage's outputs that no record lists is the
@@ -65,6 +68,11 @@ class Stage:
     version: int = 1
     # How deep below an output a damaged file's unit of repair sits (ownership.unit_of).
     repair_depth: int = 1
+    # Keyed stages: called before every run with a predicate "this path (relative to the
+    # run directory) is the run's own file"; removes what is stale, only among those.
+    reconcile: Callable[[Callable[[str], bool]], None] | None = None
+    # For the plan: what the stage will compute, given the stages that run before it.
+    describe: Callable[[set[str]], str] | None = None
 
 
 class StageState(BaseModel):
@@ -130,6 +138,10 @@ class PlanItem:
     repair: tuple[str, ...] = ()
     # Files under the outputs the record does not list: the user's, never recorded.
     foreign: frozenset[str] = frozenset()
+    # A keyed stage that runs again keeping its outputs (reconciled, not removed).
+    keep: bool = False
+    # ``reason`` before the stage's own note (``Stage.describe``) was added to it.
+    why: str = ""
 
 
 @dataclass
@@ -213,12 +225,22 @@ class Runner:
                     action, reason = "run", f"{rel!r} {what} since it was written{more}"
             else:
                 action, reason = "skip", "up to date"
+            keep = action == "run" and st.reconcile is not None and state is not None and (
+                state.files is not None or state.started_ns is not None)
+            if keep and state is not None:
+                # Kept units must be intact: damaged ones are removed like a repair's.
+                bad = ownership.damaged(self.run_dir, state.files or {})
+                repair = tuple(sorted({ownership.unit_of(r, st.outputs, st.repair_depth)
+                                       for r, _ in bad}))
+            why = reason
+            if action != "skip" and st.describe is not None and (more := st.describe(rerun)):
+                reason = f"{reason}; {more}"
             if action != "skip":
                 rerun.add(st.name)
             foreign: frozenset[str] = frozenset()
             if state is not None and action != "skip":
                 foreign = frozenset(self._foreign(st, state))
-            items.append(PlanItem(st, fp, action, reason, repair, foreign))
+            items.append(PlanItem(st, fp, action, reason, repair, foreign, keep, why))
         return items
 
     def _foreign(self, st: Stage, state: StageState) -> list[str]:
@@ -272,7 +294,7 @@ class Runner:
                 if on_event:
                     on_event("skip", item, None)
                 continue
-            if item.action == "run":
+            if item.action == "run" and not item.keep:
                 self._remove_outputs(st)
             ownership.remove_temps(self.run_dir, st.outputs)
             for unit in item.repair:
@@ -280,7 +302,7 @@ class Runner:
             # Mark as running *before* touching outputs, so a kill leaves "running".
             started, known = time.time_ns(), None
             prev = self.record.stages.get(st.name)
-            if item.action == "resume" and prev is not None:
+            if (item.action == "resume" or item.keep) and prev is not None:
                 # Kept outputs stay the run's: listed, or written since the first attempt.
                 known = {k: v for k, v in (prev.files or {}).items()
                          if not any(k == u or k.startswith(u + "/") for u in item.repair)}
@@ -290,10 +312,22 @@ class Runner:
                                                      status="running", started_ns=started,
                                                      files=known)
             self._save_record()
+            if st.describe is not None and (more := st.describe(set())):
+                # Upstream stages have run: what was unknown at planning time is known.
+                item.reason = f"{item.why}; {more}"
             if on_event:
                 on_event("start", item, None)
             t0 = time.perf_counter()
             try:
+                if st.reconcile is not None:
+                    st.reconcile(self._owner(known, started))
+                    # What is left is the run's; recorded now, so a unit moved into place
+                    # (an older mtime) stays the run's if this attempt is killed.
+                    self.record.stages[st.name] = StageState(
+                        fingerprint=item.fingerprint, status="running", started_ns=started,
+                        files=ownership.snapshot(self.run_dir, st.outputs, item.foreign,
+                                                 known))
+                    self._save_record()
                 st.run()
             except BaseException:
                 # Record what the stage wrote before it stopped, so a restart can tell
@@ -304,9 +338,10 @@ class Runner:
                 self._save_record()
                 raise
             dt = time.perf_counter() - t0
+            kept = self.record.stages[st.name].files if st.reconcile is not None else None
             self.record.stages[st.name] = StageState(
                 fingerprint=item.fingerprint, status="done", seconds=round(dt, 3),
-                files=ownership.snapshot(self.run_dir, st.outputs, item.foreign),
+                files=ownership.snapshot(self.run_dir, st.outputs, item.foreign, kept),
             )
             self._save_record()
             summary.ran.append(st.name)
@@ -314,6 +349,18 @@ class Runner:
             if on_event:
                 on_event("done", item, dt)
         return summary
+
+    def _owner(self, known: dict[str, list] | None, started: int) -> Callable[[str], bool]:
+        """Whether a path under a stage's outputs is the run's: recorded, or written by
+        the current attempt (the complement of :meth:`_foreign`)."""
+        def owns(rel: str) -> bool:
+            if known is not None and rel in known:
+                return True
+            try:
+                return (self.run_dir / rel).lstat().st_mtime_ns >= started
+            except OSError:
+                return False
+        return owns
 
     def _remove_outputs(self, st: Stage) -> None:
         state = self.record.stages.get(st.name)

@@ -83,19 +83,23 @@ def _rel(root: Path, p: Path) -> str:
     return p.relative_to(root).as_posix()
 
 
-def snapshot(root: Path, outputs: tuple[str, ...], exclude: frozenset[str] = frozenset()
-             ) -> FileRecord:
+def snapshot(root: Path, outputs: tuple[str, ...], exclude: frozenset[str] = frozenset(),
+             known: FileRecord | None = None) -> FileRecord:
     """Size, mtime and digest of every file under ``outputs`` (relative to ``root``), but
     atomic-write temporaries and ``exclude`` (files that were the user's before the
-    stage ran)."""
+    stage ran). A file ``known`` lists with its size and mtime unchanged keeps its digest
+    unread (the rule :func:`damaged` trusts too), so re-recording a kept expert is a
+    ``stat``."""
     rec: FileRecord = {}
     for rel in outputs:
         for f in _files_under(root, rel):
             if f.is_symlink() or not f.is_file() or is_temp(_rel(root, f)) or \
                     _rel(root, f) in exclude:
                 continue
-            st = f.stat()
-            rec[_rel(root, f)] = [st.st_size, st.st_mtime_ns, sha256_file(f)]
+            st, rel_f = f.stat(), _rel(root, f)
+            old = (known or {}).get(rel_f)
+            same = old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns
+            rec[rel_f] = [st.st_size, st.st_mtime_ns, old[2] if same else sha256_file(f)]
     return rec
 
 

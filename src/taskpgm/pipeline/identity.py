@@ -1,0 +1,113 @@
+"""What an expert and a score shard are made of, as one digest each.
+
+An expert's *identity* digests everything its weights depend on: the base model's bytes,
+the ``experts`` settings and prompt format, the run seed and the digest of its task's
+training examples (its seed is derived from those two, not from the task's name or place
+in the pool: :func:`taskpgm.models.train.expert_seed`). A shard's identity digests the
+identity of the model that scored it (an expert, or the base model for the ``base``
+row), the digest of the scored task's probe examples and the scoring settings that
+change its numbers.
+
+Task names are in neither, so a renamed task keeps its expert and shards, and a pool that
+gains or loses tasks changes no other task's identities; everything that changes a
+value is in them, so an edited task changes exactly its expert and the shards that
+involve it. The experts and scores stages keep, move and fetch units by these digests
+(:mod:`taskpgm.pipeline.reuse`, :mod:`taskpgm.pipeline.cache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskpgm.io import sha256_file
+from taskpgm.tasks.digest import examples_digest
+
+# Bumped when what an identity covers changes (old units are then never reused).
+IDENTITY_VERSION = 1
+BASE_ROW = "base"  # taskpgm.models.scoring.BASE_EXPERT (that module imports torch)
+
+
+def digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# (resolved path, size, mtime, inode) -> sha256: a base model is hashed once per process
+# (a plan and the run that follows it, or several runs in one test session).
+_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = sha256_file(path)
+    return _FILE_DIGESTS[key]
+
+
+def model_digest(model_dir: Path) -> str:
+    """Digest of every file of a model directory (relative names and contents): the base
+    model's identity, however it was made (built here or given by ``model.base``)."""
+    files = sorted(Path(d, n) for d, _, names in os.walk(model_dir, followlinks=True)
+                   for n in names if not n.startswith("."))
+    return digest([[f.relative_to(model_dir).as_posix(), _file_digest(f)] for f in files
+                   if f.is_file()])
+
+
+@dataclass
+class Identities:
+    """Identities of every expert and shard a run needs."""
+
+    base: str
+    experts: dict[str, str]  # training task -> expert identity
+    columns: dict[str, str]  # every task -> digest of its probe examples (ids included)
+    settings: str  # scoring settings that change a shard's numbers
+    pairs: list[tuple[str, str]]  # the (row, task) shards the run needs
+    rows: dict[str, str] = field(init=False)  # row (expert name, or "base") -> identity
+
+    def __post_init__(self) -> None:
+        self.rows = {**self.experts, BASE_ROW: digest({"base-model": self.base})}
+
+    def shard(self, row: str, task: str) -> str:
+        return shard_identity(self.rows[row], self.columns[task], self.settings)
+
+
+def shard_identity(row: str, column: str, settings: str) -> str:
+    return digest({"v": IDENTITY_VERSION, "model": row, "probe": column, "scoring": settings})
+
+
+def identities(ctx: Any, base: str | None = None) -> Identities:
+    """The identities for ``ctx`` (a PipelineContext) whose pool is built. ``base``: the
+    base model's digest if known (default: hash ``ctx.base_dir``)."""
+    from taskpgm.pipeline.stages import MODEL_CODE_VERSION, unscored_pairs
+
+    cfg = ctx.cfg
+    pool = ctx.pool()
+    base = base if base is not None else model_digest(ctx.base_dir)
+    train = ctx.train_task_names()
+    # The trainer's settings the config can change, the prompt format, and the inputs of
+    # each expert's seed (run seed, examples digest); the trainer's fixed constants are
+    # covered by MODEL_CODE_VERSION.
+    common = {"v": IDENTITY_VERSION, "code": MODEL_CODE_VERSION, "base": base,
+              "experts": cfg.section("experts"), "seed": cfg.run.seed,
+              "format": {"prompt_format": cfg.model.prompt_format,
+                         "separator": cfg.model.separator}}
+    experts = {t: digest({**common, "examples": examples_digest(pool.examples(t, "train"),
+                                                                ids=False)})
+               for t in train}
+    columns = {t: examples_digest(pool.examples(t, "probe"), ids=True) for t in pool.names}
+    # What stage_scores passes as ScoreSettings: topk and the prompt format (append_eos
+    # and max_length are fixed there); and the batch size, which changes numbers by float
+    # noise only, but a reused shard must be the bytes a fresh run would write.
+    settings = digest({"code": MODEL_CODE_VERSION, "topk": cfg.scoring.topk,
+                       "batch_size": cfg.scoring.batch_size,
+                       "prompt_format": cfg.model.prompt_format,
+                       "separator": cfg.model.separator})
+    skip = set(unscored_pairs(ctx))
+    pairs = [(r, t) for r in [*train, BASE_ROW] for t in pool.names if (r, t) not in skip]
+    return Identities(base, experts, columns, settings, pairs)

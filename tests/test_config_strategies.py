@@ -12,11 +12,12 @@ from taskpgm.mixture import STRATEGIES, solve
 
 def test_default_strategies_keep_the_reference_beside_the_default():
     by_name = {s.name: s for s in default_strategies()}
-    # D12-D13: the calibrated candidate did not pass its development rule, so the paper's
-    # reference stays the default and the candidate is compared beside it.
-    assert Config().mixture.kernel == "shift" and Config().mixture.unary == "auto"
+    # D15-D16: the calibrated candidate passed its development rule and is the default;
+    # the paper's reference is compared beside it.
+    assert Config().mixture.kernel == "calibrated" and Config().mixture.unary == "auto"
     assert by_name["taskpgm"].params == {}  # the mixture section's defaults
-    assert by_name["taskpgm-calibrated"].params == {"kernel": "calibrated", "unary": "balanced"}
+    assert by_name["taskpgm-reference"].params == {"kernel": "shift", "unary": "rowsum"}
+    assert "taskpgm-calibrated" not in by_name  # it is `taskpgm` now
     for name in ("family-balanced", "cluster-balanced", "mixmin"):
         assert by_name[name].method == name
 
@@ -32,7 +33,7 @@ def test_candidate_params_reach_the_solver_as_the_pipeline_passes_them():
     m = cfg.mixture
     opts = {"kernel": m.kernel, "unary": m.unary, "r_rel": m.r_rel, "beta": m.beta,
             "lam": m.lam, "budget_k": m.budget_k}
-    opts.update(cfg.strategy("taskpgm-calibrated").params)
+    opts.update(cfg.strategy("taskpgm").params)
     S = -np.abs(np.random.default_rng(0).normal(size=(6, 6)))
     S = S + S.T
     np.fill_diagonal(S, 0.0)

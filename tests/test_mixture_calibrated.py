@@ -34,8 +34,9 @@ def family_mass(w, fam):
 def test_calibrated_mixture_balances_families_where_the_reference_follows_templates():
     counts = [1, 1, 2, 3, 4, 5, 7, 10]
     S, fam = block_affinity(counts)
-    calibrated = family_mass(solve(S, kernel="calibrated").weights, fam)
-    reference = family_mass(solve(S).weights, fam)  # shift + rowsum, the paper's choice
+    calibrated = family_mass(solve(S).weights, fam)  # the default (D16)
+    assert solve(S).params["kernel"] == "calibrated"
+    reference = family_mass(solve(S, kernel="shift", unary="rowsum").weights, fam)
     # family-balanced would give 1/8 each; uniform over tasks gives count/33.
     assert np.abs(calibrated - 1 / 8).max() < 0.03
     assert reference[-1] > 2 * reference[0]  # the reference pays for templates

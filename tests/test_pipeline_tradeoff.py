@@ -35,7 +35,9 @@ def test_section_default_and_strategy_overrides(ctx):
     # A strategy's beta replaces the section's r_rel instead of clashing with it.
     old = solve_strategy(ctx, StrategyConfig(name="b", method="taskpgm", params={"beta": 1.0}))
     assert old.params["r"] == pytest.approx(1.0)
-    uni = solve_strategy(ctx, StrategyConfig(name="c", method="taskpgm", params={"r_rel": 1.0}))
+    # r_rel = 1 with rowsum utilities (the reference kernel's) is uniform.
+    uni = solve_strategy(ctx, StrategyConfig(name="c", method="taskpgm",
+                                             params={"r_rel": 1.0, "kernel": "shift"}))
     assert uni.weights == pytest.approx(np.full(n, 1.0 / n), abs=1e-9)
 
 

@@ -43,6 +43,10 @@ NORMALIZATIONS: tuple[str, ...] = ("sequence", "token")
 # PSD kernels built from an affinity matrix (taskpgm.mixture.kernels.build_kernel).
 KERNELS: tuple[str, ...] = ("shift", "calibrated", "simplex-shift", "clip", "exp",
                             "laplacian", "none")
+# The default kernel: the redundancy-aware `calibrated` (docs/DECISIONS.md D15-D16: it
+# passed the rule written before the round-3 runs); `shift` is the paper's reference.
+DEFAULT_KERNEL = "calibrated"
+REFERENCE_KERNEL = "shift"
 # Unary utilities (taskpgm.mixture.unary.unary_utilities; "auto" is resolved by solve).
 UNARIES: tuple[str, ...] = ("auto", "balanced", "rowsum", "target", "given", "none")
 # taskpgm.sample: how a budget is split into per-task counts.

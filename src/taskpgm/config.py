@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from taskpgm.choices import (
     ALLOCATIONS,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_KERNEL,
     DEFAULT_LORA,
     DEFAULT_LR,
     DEFAULT_STEPS,
@@ -42,6 +43,7 @@ from taskpgm.choices import (
     NORMALIZATIONS,
     OPTION_TYPES,
     PROMPT_FORMATS,
+    REFERENCE_KERNEL,
     SAMPLING,
     TINY_N_EMBD,
     TINY_N_HEAD,
@@ -81,6 +83,14 @@ class _Section(BaseModel):
 class RunConfig(_Section):
     dir: str = Field("run", description="Run directory; every artifact is written under it.")
     seed: int = Field(0, ge=0, description="Master seed; same seed and config give the same bytes.")
+
+
+class CacheConfig(_Section):
+    dir: str | None = Field(
+        None, description="A directory several runs can share, holding experts and score "
+        "shards by content identity: a run copies what is there instead of training or "
+        "scoring it, and adds what it computes (null: no shared cache; each run still "
+        "reuses its own experts and shards when the pool changes).")
 
 
 class PoolConfig(_Section):
@@ -147,8 +157,15 @@ class TinyModelConfig(_Section):
     vocab_size: int = Field(TINY_VOCAB_SIZE, ge=64,
                             description="Tokenizer vocabulary trained on the pool.")
     pretrain_steps: int = Field(
-        0, ge=0, description="Steps of training on all tasks' train splits before experts "
-        "branch off (0 = experts start from random weights)."
+        0, ge=0, description="Steps of pre-training before experts branch off (0 = experts "
+        "start from random weights)."
+    )
+    pretrain_corpus: Literal["tasks", "suite"] = Field(
+        "tasks", description="What the tiny base pre-trains on: 'tasks' (the training tasks' "
+        "train splits) or 'suite' (synthetic pools: every skill under every wording of the "
+        "suite, held-out wordings included, balanced over skills, with fresh inputs that "
+        "never equal a probe or eval prompt; like a real base model that has read the "
+        "language before fine-tuning). Read only when pretrain_steps > 0."
     )
 
     @model_validator(mode="after")
@@ -269,11 +286,11 @@ class AffinityConfig(_Section):
 
 class MixtureConfig(_Section):
     kernel: Literal[KERNELS] = Field(
-        "shift",
-        description="How the affinity becomes a PSD kernel K: shift (the paper's reference, "
-        "the default), calibrated (exp(-t^2/2), t = distance in units of the entry's noise "
-        "or 5% of the median distance, so only near-copies couple; docs/DECISIONS.md D12), "
-        "simplex-shift, clip, exp, laplacian, none.",
+        DEFAULT_KERNEL,
+        description="How the affinity becomes a PSD kernel K: calibrated (the default: "
+        "exp(-t^2/2), t = distance in units of the entry's noise or 5% of the median "
+        "distance, so only near-copies couple; docs/DECISIONS.md D12, D16), shift (the "
+        "paper's reference), simplex-shift, clip, exp, laplacian, none.",
     )
     unary: Literal[UNARIES] = Field(
         "auto",
@@ -501,6 +518,11 @@ def _check_utilities_file(path: str, fail) -> None:
         raise fail(f"utilities file {path!r} not found")
 
 
+def _inside(path: str, root: str) -> bool:
+    p, r = Path(path).absolute().resolve(), Path(root).absolute().resolve()
+    return p == r or p.is_relative_to(r)
+
+
 class ReportConfig(_Section):
     enabled: bool = Field(True, description="Write report.html and its PNG figures.")
     path_points: int = Field(25, ge=3, description="Points on the beta/lambda path figure.")
@@ -519,10 +541,12 @@ def default_strategies() -> list[StrategyConfig]:
         StrategyConfig(name="family-balanced", method="family-balanced"),
         StrategyConfig(name="cluster-balanced", method="cluster-balanced"),
         StrategyConfig(name="mixmin", method="mixmin"),
+        # The default (calibrated kernel, balanced utilities; D16) and the paper's reference.
         StrategyConfig(name="taskpgm", method="taskpgm"),
-        StrategyConfig(name="taskpgm-calibrated", method="taskpgm",
-                       params={"kernel": "calibrated", "unary": "balanced"}),
-        StrategyConfig(name="taskpgm-target", method="taskpgm", params={"unary": "target"}),
+        StrategyConfig(name="taskpgm-reference", method="taskpgm",
+                       params={"kernel": REFERENCE_KERNEL, "unary": "rowsum"}),
+        StrategyConfig(name="taskpgm-target", method="taskpgm",
+                       params={"kernel": REFERENCE_KERNEL, "unary": "target"}),
     ]
 
 
@@ -542,6 +566,7 @@ class Config(_Section):
         description="Mixtures built, trained on and evaluated side by side (same budget).",
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -570,6 +595,10 @@ class Config(_Section):
             # eval/base.json and the stage eval:base hold the base model's evaluation.
             raise ValueError("strategy name 'base' is reserved for the base model's "
                              "evaluation; choose another name")
+        if self.cache.dir is not None and _inside(self.cache.dir, self.run.dir):
+            # The run would record the cache's files as its own outputs (and remove them).
+            raise ValueError("cache.dir is inside run.dir; a cache shared between runs lives "
+                             "outside every run directory")
         if self.pool.source == "dir" and not self.pool.path:
             raise ValueError("pool.source is 'dir' but pool.path is not set")
         if self.pool.source == "import" and not self.pool.paths:
@@ -595,6 +624,9 @@ class Config(_Section):
             except re.error as exc:
                 raise ValueError(f"pool.family_pattern is not a valid regular expression "
                                  f"({exc})") from None
+        if self.model.tiny.pretrain_corpus == "suite" and self.pool.source != "synthetic":
+            raise ValueError("model.tiny.pretrain_corpus 'suite' needs a synthetic pool; "
+                             f"pool.source is {self.pool.source!r} (use 'tasks')")
         if self.pool.source == "synthetic" and self.pool.families:
             known = SUITES[self.pool.suite].families
             unknown = [f for f in self.pool.families if f not in known]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from taskpgm.choices import METHODS
+from taskpgm.choices import DEFAULT_KERNEL, METHODS
 from taskpgm.errors import InputError, TaskPGMError
 
 
@@ -70,10 +70,11 @@ def solve_command(
     names: Annotated[Path | None, typer.Option(help="Task names (one per line / JSON list)."
                                                )] = None,
     method: Annotated[str, typer.Option(help=", ".join(METHODS))] = "taskpgm",
-    kernel: Annotated[str, typer.Option(help="shift (the paper's reference), calibrated "
-                                        "(couples only tasks within noise of each other), "
-                                        "simplex-shift, clip, exp, laplacian, none")
-                      ] = "shift",
+    kernel: Annotated[str, typer.Option(help="calibrated (the default: couples only tasks "
+                                        "within noise of each other), shift (the paper's "
+                                        "reference), simplex-shift, clip, exp, laplacian, "
+                                        "none")
+                      ] = DEFAULT_KERNEL,
     kernel_floor: Annotated[float | None, typer.Option(help="Kernel eigenvalue floor.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
     ridge: Annotated[float | None, typer.Option(help="Ridge of the calibrated kernel "

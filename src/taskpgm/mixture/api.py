@@ -10,7 +10,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from taskpgm.affinity.io import AffinityMatrix, validate_matrix
-from taskpgm.choices import METHOD_OPTIONS, OPTION_TYPES, as_number, parse_option
+from taskpgm.choices import DEFAULT_KERNEL, METHOD_OPTIONS, OPTION_TYPES, as_number, parse_option
 from taskpgm.errors import InputError
 from taskpgm.mixture import baselines
 from taskpgm.mixture.greedy import greedy_select
@@ -38,7 +38,7 @@ class MixtureInputs:
     names: list[str]
     affinity: np.ndarray | None
     sizes: np.ndarray | None
-    kernel: str = "shift"
+    kernel: str = DEFAULT_KERNEL
     unary: str = "rowsum"
     targets: list[str] | None = None
     utilities: Any = None
@@ -379,7 +379,7 @@ def make_inputs(
     affinity=None,
     *,
     names: Sequence[str] | None = None,
-    kernel: str = "shift",
+    kernel: str = DEFAULT_KERNEL,
     unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
@@ -397,7 +397,7 @@ def make_inputs(
     task_names, matrix = _resolve_names(affinity, names, sizes)
     if unary == "auto":
         # Each kernel with its natural utilities: balanced for the calibrated kernel (the
-        # default, D12), the paper's rowsum for every reference kernel.
+        # default, D12/D16), the paper's rowsum for every reference kernel.
         unary = "balanced" if kernel == "calibrated" else "rowsum"
     n = len(task_names)
     if len(set(task_names)) != n:
@@ -443,7 +443,7 @@ def solve(
     *,
     names: Sequence[str] | None = None,
     method: str = "taskpgm",
-    kernel: str = "shift",
+    kernel: str = DEFAULT_KERNEL,
     unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,
@@ -465,10 +465,10 @@ def solve(
     Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
     0 = pure diversity, min p'Kp) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT``
     (0.5).
-    Defaults: the paper's reference ``shift`` kernel and ``unary="auto"``, i.e. rowsum
-    with every reference kernel and ``balanced`` utilities with ``kernel="calibrated"``
-    (the redundancy-aware candidate; docs/DECISIONS.md D12-D13 say why it is not yet
-    the default). ``noise``:
+    Defaults: the redundancy-aware ``calibrated`` kernel and ``unary="auto"``, i.e.
+    ``balanced`` utilities with ``kernel="calibrated"`` and rowsum with every other
+    kernel (docs/DECISIONS.md D12, D15-D16); ``kernel="shift", unary="rowsum"`` is the
+    paper's reference. ``noise``:
     standard errors of the affinity entries (taken from an :class:`AffinityMatrix`'s
     bootstrap intervals when it has them).
     Extra ``params`` (each strategy lists its own in ``STRATEGIES[m].options``; any other
@@ -523,7 +523,7 @@ def r_path(
     *,
     rs: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
-    kernel: str = "shift",
+    kernel: str = DEFAULT_KERNEL,
     unary: str = "auto",
     targets: Sequence[str] | None = None,
     utilities=None,

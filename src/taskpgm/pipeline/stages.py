@@ -283,8 +283,18 @@ def stage_base(ctx: PipelineContext) -> None:
     init = ctx.paths.root / "base-init"
     build_tiny_model(ctx.pool(), init, seed=seed, config=tiny)
     pool = ctx.pool()
-    examples = [ex for name in ctx.train_task_names() for ex in pool.examples(name, "train")]
     e = ctx.cfg.experts
+    if t.pretrain_corpus == "suite":
+        from taskpgm.tasks.synth import pretraining_corpus
+
+        # Each corpus example is read once: steps x the experts' batch size of them.
+        held = {ex.prompt for info in pool.tasks for split in ("probe", "eval")
+                if info.count(split) for ex in pool.examples(info.name, split)}
+        families = list(dict.fromkeys(info.family for info in pool.tasks))
+        examples = pretraining_corpus(t.pretrain_steps * e.batch_size, seed, families,
+                                      suite=ctx.cfg.pool.suite, exclude=held)
+    else:
+        examples = [ex for name in ctx.train_task_names() for ex in pool.examples(name, "train")]
     # The experts' settings, but full weights: experts branch off a complete model.
     cfg = replace(finetune_config(ctx, e, seed), steps=t.pretrain_steps, lora=False)
     train_model(init, examples, ctx.paths.base, config=cfg, progress=ctx.progress,
@@ -307,16 +317,28 @@ def finetune_config(ctx: PipelineContext, section: Any, seed: int):
 
 
 def stage_experts(ctx: PipelineContext) -> None:
+    """Train the experts the run lacks (reconcile_experts kept the unchanged ones), after
+    taking what cache.dir holds, and add what was trained to it."""
     from taskpgm.models.train import train_experts
+    from taskpgm.pipeline import reuse
 
+    ids = reuse.identities(ctx)
+    reuse.fetch_experts(ctx, ids)
     train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, seed=ctx.cfg.run.seed,
                   progress=ctx.progress,
-                  config=finetune_config(ctx, ctx.cfg.experts, ctx.cfg.run.seed))
+                  config=finetune_config(ctx, ctx.cfg.experts, ctx.cfg.run.seed),
+                  extra={t: {"identity": i} for t, i in ids.experts.items()})
+    reuse.store_experts(ctx, ids)
 
 
 def stage_scores(ctx: PipelineContext) -> None:
+    """Score the (expert, task) pairs the run lacks (reconcile_scores kept the unchanged
+    shards), after taking what cache.dir holds, and add what was scored to it."""
     from taskpgm.models.scoring import ScoreSettings, score_pool
+    from taskpgm.pipeline import reuse
 
+    ids = reuse.identities(ctx)
+    reuse.fetch_shards(ctx, ids)
     s = ctx.cfg.scoring
     m = ctx.cfg.model
     # The base model is scored too: the "experts beat base" check and the target-aware
@@ -327,6 +349,23 @@ def stage_scores(ctx: PipelineContext) -> None:
                settings=ScoreSettings(topk=s.topk, prompt_format=m.prompt_format,
                                       separator=m.separator),
                unscored=unscored_pairs(ctx))
+    reuse.store_shards(ctx, ids)
+
+
+def _reconcile(ctx: PipelineContext, which: str):
+    def run(owns) -> None:
+        from taskpgm.pipeline import reuse
+
+        getattr(reuse, f"reconcile_{which}")(ctx, owns)
+    return run
+
+
+def _describe(ctx: PipelineContext, which: str):
+    def describe(upstream: set[str]) -> str:
+        from taskpgm.pipeline import reuse
+
+        return getattr(reuse, f"describe_{which}")(ctx, upstream)
+    return describe
 
 
 def unscored_pairs(ctx: PipelineContext) -> list[tuple[str, str]]:
@@ -575,15 +614,21 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
         stages.append(Stage("base", lambda: None, {"model": cfg.section("model")}, deps=("pool",),
                             version=MODEL_CODE_VERSION))
         base_deps = ("base",)
+    # Keyed: a changed pool keeps every expert and shard whose identity is unchanged
+    # (taskpgm.pipeline.reuse). Version 2: experts and shards carry identities.
     stages.append(Stage("experts", lambda: stage_experts(ctx),
                         {"experts": cfg.section("experts"), "seed": seed},
-                        deps=base_deps, outputs=("experts",), resumable=True))
+                        deps=base_deps, outputs=("experts",), resumable=True, version=2,
+                        reconcile=_reconcile(ctx, "experts"),
+                        describe=_describe(ctx, "experts")))
     s_payload_scores: dict[str, Any] = {"scoring": cfg.section("scoring")}
     if cfg.scoring.fraction < 1:  # which pairs are scored depends on the seed
         s_payload_scores["seed"] = seed
     stages.append(Stage("scores", lambda: stage_scores(ctx), s_payload_scores,
                         deps=("experts",), outputs=("scores",), resumable=True,
-                        repair_depth=3))  # scores/shards/<expert>/<task>.parquet
+                        repair_depth=3,  # scores/shards/<expert>/<task>.parquet
+                        version=2, reconcile=_reconcile(ctx, "scores"),
+                        describe=_describe(ctx, "scores")))
     stages.append(Stage("affinity", lambda: stage_affinity(ctx),
                         {"affinity": cfg.section("affinity"), "seed": seed},
                         deps=("scores",), outputs=("affinity.npz",)))

@@ -297,6 +297,42 @@ def synthetic_tasks(
     return tasks
 
 
+def pretraining_corpus(n: int, seed: int, families: Sequence[str], *, suite: str = "default",
+                       exclude: set[str] | frozenset[str] = frozenset()) -> list[Example]:
+    """``n`` examples of the suite's language for a tiny base to read before fine-tuning:
+    the skills in turn (balanced), each under a wording drawn from *all* of its wordings
+    (training and held-out), with inputs from a random stream of their own.
+
+    A real base model has read text like every instruction before it is fine-tuned; a
+    tiny model pre-trained on the training tasks alone has not, and reads a held-out
+    wording's unfamiliar prefix as a cue for whichever skill it saw that prefix with
+    (docs/DECISIONS.md D13-D15). No prompt in ``exclude`` (the pool's probe and eval
+    prompts) is ever emitted, so held-out *examples* stay unseen.
+    """
+    s = get_suite(suite)
+    unknown = [f for f in families if f not in s.families]
+    if unknown or not families:
+        raise InputError(f"pretraining corpus: unknown synthetic family "
+                         f"{(unknown or [''])[0]!r} for suite {suite!r}")
+    if n < 1:
+        raise InputError(f"pretraining corpus: need at least one example, got {n}")
+    rng = random.Random(f"taskpgm-synth/{seed}/pretraining-corpus")
+    fams = [s.families[f] for f in families]
+    out: list[Example] = []
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise InputError(f"pretraining corpus: cannot draw {n} prompts outside the "
+                             "probe and eval splits")
+        fam = fams[len(out) % len(fams)]
+        ex = render(rng.choice(fam.train_templates + fam.heldout_templates), fam.make(rng))
+        if ex.prompt in exclude:
+            continue
+        out.append(Example(f"pretrain-{len(out):06d}", ex.prompt, ex.response))
+    return out
+
+
 def _info(name: str, fam: Family, role: str, template: str) -> TaskInfo:
     return TaskInfo(
         name=name,

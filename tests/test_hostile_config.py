@@ -517,3 +517,30 @@ def test_cli_maps_parameters_back_to_flags(tmp_path, cli):
     np.save(aff, np.zeros((2, 2)))
     code, _, err = cli("solve", "--affinity", aff, "--unary", "given")
     assert code == 2 and "--utilities" in err and len(err.strip().splitlines()) == 1
+
+
+def test_max_batch_tokens_reach_scoring_and_evaluation(tmp_path, monkeypatch):
+    """The config's token budgets are what the scores and eval stages pass on."""
+    import taskpgm.models.evaluate as evaluate_mod
+    import taskpgm.models.scoring as scoring_mod
+    from taskpgm.pipeline import make_runner
+
+    seen = {}
+    monkeypatch.setattr(scoring_mod, "score_pool",
+                        lambda *a, **k: seen.setdefault("scores", k["max_batch_tokens"]))
+    monkeypatch.setattr(evaluate_mod, "evaluate_model",
+                        lambda *a, **k: seen.setdefault("eval", k["max_batch_tokens"]) and {})
+    # (the eval stage then records an evaluation of no tasks)
+    cfg = config_from_dict({"run": {"dir": str(tmp_path / "run")},
+                            "pool": {"families": ["reverse", "code"], "scale": 0.02},
+                            "scoring": {"max_batch_tokens": 321},
+                            "evaluate": {"max_batch_tokens": 123}})
+    ctx, runner = make_runner(cfg, progress=False)
+    stages = {s.name: s for s in runner.stages}
+    stages["pool"].run()
+    stages["base"].run()
+    ctx.paths.experts.mkdir(parents=True)
+    stages["scores"].run()
+    stages["eval:base"].run()
+    assert seen == {"scores": 321, "eval": 123}
+    _refused({"scoring": {"max_batch_tokens": 0}}, "max_batch_tokens")

@@ -239,7 +239,10 @@ class ScoringConfig(_Section):
     ray_address: str | None = Field(None, description="executor=ray: cluster address.")
     batch_size: int = Field(
         32, ge=1, description="At most this many probe examples per forward pass (each pass "
-        "is also bounded by a budget of padded tokens); changes scores by float noise only.")
+        "is also bounded by max_batch_tokens); changes scores by float noise only.")
+    max_batch_tokens: int = Field(
+        8192, ge=16, description="At most this many padded tokens per forward pass: with "
+        "logits only at response positions, this bounds scoring memory (docs/models.md).")
     fraction: float = Field(
         1.0, gt=0, le=1, description="Share of the (expert, training task) pairs to score; "
         "below 1 the rest is estimated by low-rank completion (pmi only, no bootstrap "
@@ -376,6 +379,8 @@ class EvaluateConfig(_Section):
     max_examples: int | None = Field(
         None, ge=1, description="Evaluate at most this many examples per task."
     )
+    max_batch_tokens: int = Field(
+        8192, ge=16, description="At most this many padded tokens per forward pass.")
 
 
 class StrategyConfig(_Section):

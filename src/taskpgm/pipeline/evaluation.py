@@ -9,13 +9,14 @@ from taskpgm.report.records import ModelEval, TaskEval
 
 def evaluate_to_record(model_dir: str | Path, pool, tasks: list[str], name: str, *,
                        split: str = "eval", max_examples: int | None = None,
+                       max_batch_tokens: int = 8192,
                        prompt_format: str = "auto", separator: str = "\n") -> ModelEval:
     from taskpgm.models.evaluate import evaluate_model
 
     if max_examples is not None:
         pool = _truncated(pool, max_examples)
     results = evaluate_model(model_dir, pool, tasks, split=split, prompt_format=prompt_format,
-                             separator=separator)
+                             separator=separator, max_batch_tokens=max_batch_tokens)
     rows = [
         TaskEval(task=t, n=r.n_examples, loss_per_token=r.loss_per_token,
                  accuracy=r.accuracy, exact_match=r.exact_match)

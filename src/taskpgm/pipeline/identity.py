@@ -102,10 +102,11 @@ def identities(ctx: Any, base: str | None = None) -> Identities:
                for t in train}
     columns = {t: examples_digest(pool.examples(t, "probe"), ids=True) for t in pool.names}
     # What stage_scores passes as ScoreSettings: topk and the prompt format (append_eos
-    # and max_length are fixed there); and the batch size, which changes numbers by float
+    # and max_length are fixed there); and the batching, which changes numbers by float
     # noise only, but a reused shard must be the bytes a fresh run would write.
     settings = digest({"code": MODEL_CODE_VERSION, "topk": cfg.scoring.topk,
                        "batch_size": cfg.scoring.batch_size,
+                       "max_batch_tokens": cfg.scoring.max_batch_tokens,
                        "prompt_format": cfg.model.prompt_format,
                        "separator": cfg.model.separator})
     skip = set(unscored_pairs(ctx))

@@ -345,7 +345,8 @@ def stage_scores(ctx: PipelineContext) -> None:
     # utilities for held-out tasks (which have no experts) both need it.
     score_pool(ctx.pool(), ctx.paths.experts, ctx.paths.scores, executor=s.executor,
                topk=s.topk, include_base=ctx.base_dir, address=s.ray_address,
-               batch_size=s.batch_size, progress=ctx.progress,
+               batch_size=s.batch_size, max_batch_tokens=s.max_batch_tokens,
+               progress=ctx.progress,
                settings=ScoreSettings(topk=s.topk, prompt_format=m.prompt_format,
                                       separator=m.separator),
                unscored=unscored_pairs(ctx))
@@ -552,6 +553,7 @@ def stage_eval(ctx: PipelineContext, name: str) -> None:
     rec = evaluate_to_record(model_dir, ctx.pool(), ctx.eval_task_names(), name,
                              split=ctx.cfg.evaluate.split,
                              max_examples=ctx.cfg.evaluate.max_examples,
+                             max_batch_tokens=ctx.cfg.evaluate.max_batch_tokens,
                              prompt_format=ctx.cfg.model.prompt_format,
                              separator=ctx.cfg.model.separator)
     rec.metadata["model"] = portable_path(model_dir, ctx.paths.eval(name).parent)

@@ -107,6 +107,7 @@ def test_config_choices_are_the_library_registries():
         (c.PoolConfig, "suite"): tuple(SUITES),
         (c.PoolConfig, "source"): c.POOL_SOURCES,
         (c.ScoringConfig, "executor"): c.EXECUTORS,
+        (c.ExpertsConfig, "executor"): c.EXECUTORS,
         (c.StrategyConfig, "method"): (*STRATEGIES, "dirichlet"),
         (c.ModelConfig, "prompt_format"): PROMPT_FORMATS,
         (c.ExpertsConfig, "weights_dtype"): WEIGHTS_DTYPES,

@@ -60,6 +60,9 @@ PROMPT_FORMATS: tuple[str, ...] = ("auto", "separator", "raw", "chat_template")
 SAMPLING: tuple[str, ...] = ("random", "balanced", "pairs")
 # taskpgm.models.train: the dtype of the weights while fine-tuning.
 WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+# Where experts train and score (taskpgm.models.train, taskpgm.models.scoring): in this
+# process, or one Ray task per expert.
+EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 _KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge", "scale_utilities")
 # Every strategy of taskpgm.mixture.solve, in registry order, with the extra keyword

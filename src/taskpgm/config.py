@@ -37,6 +37,7 @@ from taskpgm.choices import (
     DEFAULT_LORA,
     DEFAULT_LR,
     DEFAULT_STEPS,
+    EXECUTORS,
     KERNELS,
     METHOD_OPTIONS,
     METRICS,
@@ -64,9 +65,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 # Strategies only the pipeline runs (a random reference mixture), beside the library's.
 PIPELINE_METHODS: tuple[str, ...] = ("dirichlet",)
 METHODS: tuple[str, ...] = (*METHOD_OPTIONS, *PIPELINE_METHODS)
-# taskpgm.models.scoring.EXECUTORS; that module needs torch, which loading a config must
-# not, so the list is repeated here and a test holds the two equal.
-EXECUTORS: tuple[str, ...] = ("local", "ray")
 POOL_SOURCES: tuple[str, ...] = ("synthetic", "dir", "import", "bigbench")
 # Metrics computed from stored top-k next-token distributions (need scoring.topk > 0).
 TOPK_METRICS: tuple[str, ...] = ("jsd", "skl")
@@ -230,6 +228,23 @@ class ExpertsConfig(_FineTuneSection):
     lr: float = Field(DEFAULT_LR, gt=0, description="Learning rate of expert fine-tuning.")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Examples per step.")
     lora: bool = Field(DEFAULT_LORA, description="Train LoRA adapters instead of full weights.")
+    executor: Literal[EXECUTORS] = Field(
+        "local", description=f"Where experts train: {_choices(EXECUTORS)} (one Ray task per "
+        "expert; the same bytes either way, so changing it retrains nothing).")
+    ray_address: str | None = Field(None, description="executor=ray: cluster address "
+                                    "(null: start a local one).")
+
+
+# Where experts are trained, not what they learn: the same expert trained locally or on
+# Ray is the same bytes, so these keys stay out of expert identities and stage
+# fingerprints (changing them must not retrain anything).
+EXPERTS_PLACEMENT: tuple[str, ...] = ("executor", "ray_address")
+
+
+def expert_settings(cfg: Config) -> dict[str, Any]:
+    """The ``experts`` section without its placement keys: what an expert's weights
+    depend on."""
+    return {k: v for k, v in cfg.section("experts").items() if k not in EXPERTS_PLACEMENT}
 
 
 class ScoringConfig(_Section):

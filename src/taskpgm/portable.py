@@ -31,6 +31,12 @@ def run_root(root: str | os.PathLike[str]) -> Iterator[None]:
         _RUN_ROOT.reset(token)
 
 
+def current_run_root() -> Path | None:
+    """The directory of the enclosing :func:`run_root` block, if any (work sent to
+    another process enters the same block there, so it records the same paths)."""
+    return _RUN_ROOT.get()
+
+
 def portable_path(target: str | os.PathLike[str], start: str | os.PathLike[str]) -> str:
     """``target`` relative to the directory ``start`` (POSIX separators)."""
     t = Path(target)

@@ -24,6 +24,7 @@ from taskpgm.choices import (
     DEFAULT_LORA,
     DEFAULT_LR,
     DEFAULT_STEPS,
+    EXECUTORS,
     PROMPT_FORMATS,
     TINY_N_EMBD,
     TINY_N_HEAD,
@@ -133,6 +134,14 @@ def experts_train(
     progress: ProgressOpt = True,
     prompt_format: FormatOpt = "auto",
     separator: SepOpt = "\n",
+    executor: Annotated[str, typer.Option(
+        "--executor", help=f"{' or '.join(EXECUTORS)} (one Ray task per expert; the same "
+        "bytes as local; config experts.executor).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", "--address", help="Ray cluster address (default: start a local one; "
+        "config experts.ray_address).")] = None,
+    gpus_per_task: Annotated[float, typer.Option(
+        "--gpus-per-task", min=0, help="GPUs per Ray task (executor ray).")] = 0.0,
 ) -> None:
     """Train one expert per training task; experts already finished are skipped."""
     from taskpgm.cli.common import err_console
@@ -144,7 +153,8 @@ def experts_train(
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora, schedule=schedule,
                       prompt_format=prompt_format, separator=separator)
     results = train_experts(pool, base, out, tasks=names, config=cfg, seed=seed,
-                            progress=progress)
+                            progress=progress, executor=executor, address=ray_address,
+                            gpus_per_task=gpus_per_task)
     for name, r in results.items():
         if r is None:
             console.print(f"{name}: already trained, skipped")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from taskpgm.choices import EXECUTORS
 from taskpgm.errors import InputError
 from taskpgm.io import read_json, sha256_file
 from taskpgm.models.encode import Encoded, encode_pairs, length_batches, model_max_length
@@ -51,7 +52,6 @@ from taskpgm.scores import (
 from taskpgm.tasks.pool import Pool
 
 BASE_EXPERT = "base"
-EXECUTORS = ("local", "ray")  # taskpgm.config.EXECUTORS repeats it (that module avoids torch)
 
 
 @dataclass
@@ -379,17 +379,11 @@ def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progr
 
 def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address,
              gpus_per_task, progress, batch_size=None):
-    try:
-        import ray
-    except ImportError:
-        raise InputError("score: --executor ray needs the 'ray' extra (pip install taskpgm[ray])") from None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(f"score: cannot connect to Ray at {address!r} ({exc})") from None
+    from taskpgm.models.ray_cluster import connect
+
+    ray = connect(address, "score")
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(_ray_score_expert)
     refs = {remote.remote(name, str(Path(d).resolve()), str(Path(pool.root).resolve()),
                           list(tasks[name]), str(Path(out).resolve()), asdict(settings),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from taskpgm.choices import WEIGHTS_DTYPES
+from taskpgm.choices import EXECUTORS, WEIGHTS_DTYPES
 from taskpgm.config import ExpertsConfig as _ExpertsSection
 from taskpgm.config import TrainConfig as _TrainSection
 from taskpgm.errors import InputError
@@ -195,12 +195,15 @@ def train_model(
     progress: bool = True,
     description: str = "train",
     extra_info: dict[str, Any] | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Fine-tune ``base`` on prompt/response pairs and save the result to ``out``.
 
     ``train_examples_or_data_dir`` is a directory with ``train.jsonl``, a JSONL path, a
     list of pool ``Example`` objects, or ``(prompt, response)`` pairs. With ``config``
-    the keyword settings are ignored (``config.lora`` decides LoRA).
+    the keyword settings are ignored (``config.lora`` decides LoRA). ``threads``: CPU
+    threads for this call instead of ``config.threads``; it is where the work runs, not
+    what it learns, so unlike the config it is not recorded in the model.
     """
     cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora,
                                 prompt_format=prompt_format, separator=separator)
@@ -228,7 +231,7 @@ def train_model(
     losses: list[float] = []
     tokens = 0
     t0 = time.perf_counter()
-    with cpu_threads_for(model, dev, cfg.threads), \
+    with cpu_threads_for(model, dev, threads if threads is not None else cfg.threads), \
             _progress(progress, description, cfg.steps) as advance:
         for step in range(cfg.steps):
             loss, n_tok = backward_batch(model, [encs[i] for i in next(batches)],
@@ -348,6 +351,17 @@ def relocate_expert(model_dir: str | Path, base: str | Path, task: str,
                 atomic_write_text(adapter, new)
 
 
+@dataclass
+class ExpertJob:
+    """One expert to train: the arguments of its :func:`train_model` call."""
+
+    name: str
+    examples: list
+    out: Path
+    config: TrainConfig
+    extra_info: dict[str, Any]
+
+
 def train_experts(
     pool: Pool | str | Path,
     base: str | Path,
@@ -364,13 +378,22 @@ def train_experts(
     separator: str = DEFAULT_SEPARATOR,
     config: TrainConfig | None = None,
     extra: dict[str, dict[str, Any]] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_task: float = 0.0,
 ) -> dict[str, TrainResult | None]:
     """Train one expert per training task into ``out/<task>/``; finished experts are skipped.
 
     ``extra``: task -> more fields for that expert's ``taskpgm_train.json`` (the pipeline
-    records each expert's identity there). Returns task -> result (``None`` for an expert
-    that was already there).
+    records each expert's identity there). ``executor``: ``local`` trains here, one
+    expert after another; ``ray`` runs one Ray task per expert on the cluster at
+    ``address`` (:mod:`taskpgm.models.experts_ray`; ``gpus_per_task`` GPUs each), which
+    writes the same bytes. Returns task -> result (``None`` for an expert that was
+    already there).
     """
+    if executor not in EXECUTORS:
+        raise InputError(f"experts: unknown executor {executor!r} "
+                         f"(choose from {', '.join(EXECUTORS)})")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"training: seed must be a non-negative integer, got {seed!r}")
     pool = pool if isinstance(pool, Pool) else Pool.load(pool)
@@ -389,22 +412,31 @@ def train_experts(
     load_model(base)  # fails here, in one line, if the base does not load
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    base_cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora,
+                                     prompt_format=prompt_format, separator=separator)
     results: dict[str, TrainResult | None] = {}
-    for i, name in enumerate(names):
+    jobs: list[ExpertJob] = []
+    for name in names:
         target = out / name
         if is_finished(target):
             results[name] = None
             continue
         if target.exists():  # a leftover without marker: not ours to trust
             shutil.rmtree(target)
-        base_cfg = config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lora=lora,
-                                         prompt_format=prompt_format, separator=separator)
         cfg = TrainConfig(**{**asdict(base_cfg), "seed": expert_seed(
             seed, examples_digest(data[name], ids=False))})
-        results[name] = train_model(
-            base, data[name], target, config=cfg, lora=cfg.lora, progress=progress,
-            description=f"expert {i + 1}/{len(names)} {name}",
-            extra_info={"task": name, **(extra or {}).get(name, {})},
+        jobs.append(ExpertJob(name, data[name], target, cfg,
+                              {"task": name, **(extra or {}).get(name, {})}))
+    if executor == "ray" and jobs:
+        from taskpgm.models.experts_ray import train_on_ray
+
+        results.update(train_on_ray(base, jobs, address=address, gpus_per_task=gpus_per_task,
+                                    progress=progress))
+    for i, job in enumerate(jobs if executor == "local" else ()):
+        results[job.name] = train_model(
+            base, job.examples, job.out, config=job.config, lora=job.config.lora,
+            progress=progress, description=f"expert {i + 1}/{len(jobs)} {job.name}",
+            extra_info=job.extra_info,
         )
     # Keep experts listed by earlier runs (e.g. trained with another --tasks subset).
     listed = list(names)
@@ -418,7 +450,7 @@ def train_experts(
         except InputError:
             pass  # a damaged listing is simply rewritten
     atomic_write_json(out / "experts.json", {"base": portable_path(base, out), "tasks": listed})
-    return results
+    return {n: results[n] for n in names}  # in the pool's order, however they finished
 
 
 # Settings that change what an expert learns; a finished expert made with other values

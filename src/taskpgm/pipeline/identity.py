@@ -84,17 +84,19 @@ def shard_identity(row: str, column: str, settings: str) -> str:
 def identities(ctx: Any, base: str | None = None) -> Identities:
     """The identities for ``ctx`` (a PipelineContext) whose pool is built. ``base``: the
     base model's digest if known (default: hash ``ctx.base_dir``)."""
+    from taskpgm.config import expert_settings
     from taskpgm.pipeline.stages import MODEL_CODE_VERSION, unscored_pairs
 
     cfg = ctx.cfg
     pool = ctx.pool()
     base = base if base is not None else model_digest(ctx.base_dir)
     train = ctx.train_task_names()
-    # The trainer's settings the config can change, the prompt format, and the inputs of
-    # each expert's seed (run seed, examples digest); the trainer's fixed constants are
-    # covered by MODEL_CODE_VERSION.
+    # The trainer's settings the config can change (not where it runs: experts.executor
+    # trains the same bytes), the prompt format, and the inputs of each expert's seed
+    # (run seed, examples digest); the trainer's fixed constants are covered by
+    # MODEL_CODE_VERSION.
     common = {"v": IDENTITY_VERSION, "code": MODEL_CODE_VERSION, "base": base,
-              "experts": cfg.section("experts"), "seed": cfg.run.seed,
+              "experts": expert_settings(cfg), "seed": cfg.run.seed,
               "format": {"prompt_format": cfg.model.prompt_format,
                          "separator": cfg.model.separator}}
     experts = {t: digest({**common, "examples": examples_digest(pool.examples(t, "train"),

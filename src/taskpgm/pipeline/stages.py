@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from taskpgm.config import Config, StrategyConfig
+from taskpgm.config import Config, StrategyConfig, expert_settings
 from taskpgm.errors import ConfigError, InputError, TaskPGMError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
 from taskpgm.mixture.record import Mixture
@@ -324,9 +324,10 @@ def stage_experts(ctx: PipelineContext) -> None:
 
     ids = reuse.identities(ctx)
     reuse.fetch_experts(ctx, ids)
+    e = ctx.cfg.experts
     train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, seed=ctx.cfg.run.seed,
-                  progress=ctx.progress,
-                  config=finetune_config(ctx, ctx.cfg.experts, ctx.cfg.run.seed),
+                  progress=ctx.progress, executor=e.executor, address=e.ray_address,
+                  config=finetune_config(ctx, e, ctx.cfg.run.seed),
                   extra={t: {"identity": i} for t, i in ids.experts.items()})
     reuse.store_experts(ctx, ids)
 
@@ -606,7 +607,7 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
     if cfg.model.base == "tiny":
         stages.append(Stage("base", lambda: stage_base(ctx),
                             {"model": cfg.section("model"), "seed": seed,
-                             "pretrain": cfg.section("experts") if cfg.model.tiny.pretrain_steps
+                             "pretrain": expert_settings(cfg) if cfg.model.tiny.pretrain_steps
                              else None},
                             deps=("pool",),
                             outputs=("base", "base-init") if cfg.model.tiny.pretrain_steps
@@ -617,9 +618,10 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                             version=MODEL_CODE_VERSION))
         base_deps = ("base",)
     # Keyed: a changed pool keeps every expert and shard whose identity is unchanged
-    # (taskpgm.pipeline.reuse). Version 2: experts and shards carry identities.
+    # (taskpgm.pipeline.reuse). Version 2: experts and shards carry identities. Without
+    # experts.executor: switching it re-runs nothing, here or downstream.
     stages.append(Stage("experts", lambda: stage_experts(ctx),
-                        {"experts": cfg.section("experts"), "seed": seed},
+                        {"experts": expert_settings(cfg), "seed": seed},
                         deps=base_deps, outputs=("experts",), resumable=True, version=2,
                         reconcile=_reconcile(ctx, "experts"),
                         describe=_describe(ctx, "experts")))

@@ -120,6 +120,10 @@ def test_switching_the_executor_on_a_finished_run_trains_nothing(tmp_path, input
     summary = _run(ray_cfg)
     assert summary.ran == []
     assert _stats(run / "experts") == before
+    # Nor does moving the scoring to Ray: where a shard is computed does not change it.
+    data = ray_cfg.model_dump(mode="json")
+    data["scoring"].update(executor="ray", ray_address="ray://nowhere:1")
+    assert _run(config_from_dict(data, "test.yaml")).ran == []
 
 
 @pytest.mark.slow

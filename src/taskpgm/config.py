@@ -238,13 +238,19 @@ class ExpertsConfig(_FineTuneSection):
 # Where experts are trained, not what they learn: the same expert trained locally or on
 # Ray is the same bytes, so these keys stay out of expert identities and stage
 # fingerprints (changing them must not retrain anything).
-EXPERTS_PLACEMENT: tuple[str, ...] = ("executor", "ray_address")
+PLACEMENT_KEYS: tuple[str, ...] = ("executor", "ray_address")
 
 
 def expert_settings(cfg: Config) -> dict[str, Any]:
     """The ``experts`` section without its placement keys: what an expert's weights
     depend on."""
-    return {k: v for k, v in cfg.section("experts").items() if k not in EXPERTS_PLACEMENT}
+    return {k: v for k, v in cfg.section("experts").items() if k not in PLACEMENT_KEYS}
+
+
+def scoring_settings(cfg: Config) -> dict[str, Any]:
+    """The ``scoring`` section without its placement keys (where experts score does not
+    change a score), so moving a finished run's scoring to Ray re-runs nothing."""
+    return {k: v for k, v in cfg.section("scoring").items() if k not in PLACEMENT_KEYS}
 
 
 class ScoringConfig(_Section):

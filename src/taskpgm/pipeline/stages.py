@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from taskpgm.config import Config, StrategyConfig, expert_settings
+from taskpgm.config import Config, StrategyConfig, expert_settings, scoring_settings
 from taskpgm.errors import ConfigError, InputError, TaskPGMError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
 from taskpgm.mixture.record import Mixture
@@ -625,7 +625,7 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                         deps=base_deps, outputs=("experts",), resumable=True, version=2,
                         reconcile=_reconcile(ctx, "experts"),
                         describe=_describe(ctx, "experts")))
-    s_payload_scores: dict[str, Any] = {"scoring": cfg.section("scoring")}
+    s_payload_scores: dict[str, Any] = {"scoring": scoring_settings(cfg)}
     if cfg.scoring.fraction < 1:  # which pairs are scored depends on the seed
         s_payload_scores["seed"] = seed
     stages.append(Stage("scores", lambda: stage_scores(ctx), s_payload_scores,

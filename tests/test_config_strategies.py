@@ -87,7 +87,7 @@ def _literal(model, field: str) -> set[str]:
 
 def test_config_choices_are_the_library_registries():
     from taskpgm import config as c
-    from taskpgm.affinity.completion import SAMPLING
+    from taskpgm.affinity.completion import CURVE_STRATEGIES
     from taskpgm.affinity.compute import METRICS
     from taskpgm.affinity.pmi import NORMALIZATIONS
     from taskpgm.mixture import KERNELS, UNARIES
@@ -112,7 +112,7 @@ def test_config_choices_are_the_library_registries():
         (c.ModelConfig, "prompt_format"): PROMPT_FORMATS,
         (c.ExpertsConfig, "weights_dtype"): WEIGHTS_DTYPES,
         (c.TrainConfig, "weights_dtype"): WEIGHTS_DTYPES,
-        (c.ScoringConfig, "sampling"): SAMPLING,
+        (c.ScoringConfig, "sampling"): CURVE_STRATEGIES,  # the one-round draws + adaptive
     }
     for (model, field), registry in expected.items():
         assert _literal(model, field) == set(registry), f"{model.__name__}.{field}"

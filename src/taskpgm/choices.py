@@ -58,6 +58,9 @@ EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "messages", "hf", "llamafactory", "a
 PROMPT_FORMATS: tuple[str, ...] = ("auto", "separator", "raw", "chat_template")
 # taskpgm.affinity.completion: which (expert, task) pairs a partial scoring run scores.
 SAMPLING: tuple[str, ...] = ("random", "balanced", "pairs")
+# scoring.sampling: the one-round draws above, or ``adaptive`` (taskpgm.pipeline.adaptive):
+# half the pairs drawn like ``balanced``, the rest where the completion is least certain.
+SCORING_SAMPLING: tuple[str, ...] = (*SAMPLING, "adaptive")
 # taskpgm.models.train: the dtype of the weights while fine-tuning.
 WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 # Where experts train and score (taskpgm.models.train, taskpgm.models.scoring): in this

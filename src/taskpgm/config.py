@@ -45,7 +45,7 @@ from taskpgm.choices import (
     OPTION_TYPES,
     PROMPT_FORMATS,
     REFERENCE_KERNEL,
-    SAMPLING,
+    SCORING_SAMPLING,
     TINY_N_EMBD,
     TINY_N_HEAD,
     TINY_N_LAYER,
@@ -268,9 +268,11 @@ class ScoringConfig(_Section):
         1.0, gt=0, le=1, description="Share of the (expert, training task) pairs to score; "
         "below 1 the rest is estimated by low-rank completion (pmi only, no bootstrap "
         "intervals). The diagonal, the base model and the held-out targets are always scored.")
-    sampling: Literal[SAMPLING] = Field(
-        "balanced", description=f"fraction < 1: which pairs: {_choices(SAMPLING)} (balanced: "
-        "every expert and task scored equally often; pairs: both directions of a task pair).")
+    sampling: Literal[SCORING_SAMPLING] = Field(
+        "balanced", description=f"fraction < 1: which pairs: {_choices(SCORING_SAMPLING)} "
+        "(balanced: every expert and task scored equally often; pairs: both directions of a "
+        "task pair; adaptive: half drawn like balanced, the rest chosen once those are "
+        "scored, where the completion is least certain).")
 
 
 class AffinityConfig(_Section):

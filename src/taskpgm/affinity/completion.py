@@ -23,14 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from taskpgm.choices import SAMPLING
+from taskpgm.choices import SAMPLING, SCORING_SAMPLING
 from taskpgm.errors import InputError
 
-CURVE_STRATEGIES = (*SAMPLING, "adaptive")
+CURVE_STRATEGIES = SCORING_SAMPLING
 
 
-def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random") -> np.ndarray:
-    """Which (expert, task) pairs to score: about ``fraction * n^2``, diagonal included.
+def planned_offdiagonal(n: int, fraction: float) -> int:
+    """How many off-diagonal pairs ``fraction`` plans (the diagonal is always scored)."""
+    return int(min(max(round(fraction * n * n) - n, 0), n * (n - 1)))
+
+
+def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random", *,
+                n_off: int | None = None) -> np.ndarray:
+    """Which (expert, task) pairs to score: about ``fraction * n^2``, diagonal included
+    (``n_off``: exactly that many off-diagonal pairs instead).
 
     ``random`` picks off-diagonal pairs uniformly. ``balanced`` gives every expert and
     every task the same number of scored pairs (cyclic offsets under a random
@@ -44,7 +51,7 @@ def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random"
         raise InputError(f"unknown sampling strategy {strategy!r} (use {', '.join(SAMPLING)})")
     rng = np.random.default_rng(seed)
     mask = np.eye(n, dtype=bool)
-    n_off = int(min(max(round(fraction * n * n) - n, 0), n * (n - 1)))
+    n_off = planned_offdiagonal(n, fraction) if n_off is None else min(n_off, n * (n - 1))
     if n_off == 0:
         return mask
     if strategy == "pairs":
@@ -179,6 +186,48 @@ def complete_means(
         "holdout_rmse_by_rank": {str(k): v * scale for k, v in errors.items()},
     }
     return Completion(out, info)
+
+
+def completion_error(means: np.ndarray, mask: np.ndarray, completed: np.ndarray,
+                     seed: int = 0, holdout: float = 0.1) -> dict[str, Any]:
+    """How wrong the completion is likely to be on the pairs it estimated.
+
+    Leave-some-out on measured pairs: hide a random ``holdout`` share of the scored
+    off-diagonal pairs, complete from the rest exactly as for the real matrix, and
+    compare with what was measured. ``m_rmse`` is the error of the mean log-likelihood;
+    ``affinity_rmse`` that of the PMI entries that use a hidden pair (against the
+    PMI of ``completed``, the matrix actually used), the unit of the report's heatmap.
+    The hidden pairs were chosen like the scored ones, not where the completion is
+    least sure, so for adaptive scoring this is a typical, not a worst-case, error.
+    """
+    from taskpgm.affinity.pmi import pmi_from_means
+
+    m = np.asarray(means, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    off = np.flatnonzero((mask & ~np.eye(*mask.shape, dtype=bool)).ravel())
+    n_hide = max(1, round(holdout * len(off)))
+    if len(off) - n_hide < 2:
+        return {}
+    rng = np.random.default_rng([seed, 1])  # not the completion's own held-out draw
+    hide = np.sort(rng.choice(off, size=n_hide, replace=False))
+    keep = mask.copy()
+    keep.ravel()[hide] = False
+    est = complete_means(np.where(keep, m, np.nan), keep, seed=seed).means
+    err = est.ravel()[hide] - m.ravel()[hide]
+    hidden = np.zeros_like(mask)
+    hidden.ravel()[hide] = True
+    touched = (hidden | hidden.T) & ~np.eye(*mask.shape, dtype=bool)
+    gap = pmi_from_means(est)[touched] - pmi_from_means(np.asarray(completed))[touched]
+    spread = float(np.std(m.ravel()[off]))
+    return {
+        "method": f"leave-some-out: {n_hide} of {len(off)} scored off-diagonal pairs hidden "
+                  "and completed from the rest",
+        "hidden_pairs": int(n_hide),
+        "m_rmse": float(np.sqrt(np.mean(err ** 2))),
+        "m_rmse_relative": float(np.sqrt(np.mean(err ** 2)) / spread) if spread > 0 else None,
+        "affinity_rmse": float(np.sqrt(np.mean(gap ** 2))),
+        "affinity_entries": int(touched.sum() // 2),
+    }
 
 
 def adaptive_pairs(means: np.ndarray, mask: np.ndarray, n_new: int, seed: int = 0) -> np.ndarray:

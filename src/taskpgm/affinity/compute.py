@@ -128,7 +128,7 @@ def compute_affinity(
                          allow_missing=complete, progress=progress)
         means = ms.means
         if complete and missing is not None:
-            from taskpgm.affinity.completion import complete_means
+            from taskpgm.affinity.completion import complete_means, completion_error
 
             mask = np.isfinite(means)
             diag_missing = [t for i, t in enumerate(tasks) if not mask[i, i]]
@@ -138,8 +138,10 @@ def compute_affinity(
                     "needs every expert scored on its own task"
                 )
             comp = complete_means(means, mask, seed=seed)
+            prov["completion"] = comp.info | {
+                "n_missing_pairs": int((~mask).sum()),
+                "estimated_error": completion_error(means, mask, comp.means, seed=seed)}
             means = comp.means
-            prov["completion"] = comp.info | {"n_missing_pairs": int((~mask).sum())}
         matrix = pmi_from_means(means)
         if ms.replicates is not None:
             reps = pmi_from_means(ms.replicates)

@@ -111,6 +111,9 @@ def identities(ctx: Any, base: str | None = None) -> Identities:
                        "max_batch_tokens": cfg.scoring.max_batch_tokens,
                        "prompt_format": cfg.model.prompt_format,
                        "separator": cfg.model.separator})
-    skip = set(unscored_pairs(ctx))
-    pairs = [(r, t) for r in [*train, BASE_ROW] for t in pool.names if (r, t) not in skip]
-    return Identities(base, experts, columns, settings, pairs)
+    ids = Identities(base, experts, columns, settings, [])
+    # Adaptive scoring's second round is recorded against the first round's shard
+    # identities, so the pairs are known only once the rest is.
+    skip = set(unscored_pairs(ctx, ids))
+    ids.pairs = [(r, t) for r in [*train, BASE_ROW] for t in pool.names if (r, t) not in skip]
+    return ids

@@ -307,7 +307,8 @@ def report_for_run(ctx) -> Path:
               f"examples, {cfg.train.steps} training steps per strategy, seed {cfg.run.seed}.")]
     if unscored := aff.provenance.get("unscored_pairs"):
         n = len(train)
-        notes.append(f"Partial scoring (scoring.fraction {cfg.scoring.fraction}): {len(unscored)} "
+        notes.append(f"Partial scoring (scoring.fraction {cfg.scoring.fraction}, sampling "
+                     f"{cfg.scoring.sampling}): {len(unscored)} "
                      f"of {n * n} (expert, task) pairs were not scored; their scores, and the "
                      "affinity entries that use them, are estimates from low-rank completion "
                      "(listed in affinity.npz, provenance 'unscored_pairs').")

@@ -38,6 +38,7 @@ from taskpgm.pipeline.ownership import is_temp
 
 TRAIN_MARKER = "taskpgm_train.json"  # taskpgm.models.train (which imports torch)
 INDEX = "identities.json"
+ADAPTIVE_RECORD = "adaptive.json"  # taskpgm.pipeline.adaptive.RECORD (imports numpy)
 Owns = Callable[[str], bool]  # path relative to the run directory -> the run's own file
 
 
@@ -197,6 +198,8 @@ def reconcile_scores(ctx: Any, owns: Owns, ids: Identities | None = None) -> Cou
             _remove_owned(shards / p[0] / f"{p[1]}.parquet", root, owns)
     for name in ("scores.json", INDEX):  # rewritten by this run
         _remove_owned(scores / name, root, owns)
+    if (scores / ADAPTIVE_RECORD).is_file() and not _adaptive_record_current(ctx, ids):
+        _remove_owned(scores / ADAPTIVE_RECORD, root, owns)  # chosen afresh by the stage
     for row in sorted(shards.iterdir()) if shards.is_dir() else []:
         if row.is_dir() and not row.is_symlink() and not is_temp(row.name) and \
                 not any(row.iterdir()):
@@ -211,6 +214,14 @@ def reconcile_scores(ctx: Any, owns: Owns, ids: Identities | None = None) -> Cou
     shutil.rmtree(staging, ignore_errors=True)
     counts.kept, counts.moved = len(keep), len(moves)
     return counts
+
+
+def _adaptive_record_current(ctx: Any, ids: Identities) -> bool:
+    from taskpgm.pipeline.adaptive import recorded_second_round
+
+    s = ctx.cfg.scoring
+    return s.fraction < 1 and s.sampling == "adaptive" and \
+        recorded_second_round(ctx, ids) is not None
 
 
 def _read_index(path: Path, root: Path, owns: Owns) -> dict[str, Any] | None:
@@ -375,4 +386,13 @@ def describe_scores(ctx: Any, upstream: set[str]) -> str:
             c.computed += 1
     wanted = {ids.shard(*p) for p in ids.pairs}
     c.removed = sum(1 for i in present.values() if i not in wanted)
-    return "shards: " + c.describe("score")
+    line = "shards: " + c.describe("score")
+    s = ctx.cfg.scoring
+    if s.fraction < 1 and s.sampling == "adaptive":
+        from taskpgm.pipeline.adaptive import second_round_pending
+
+        if pending := second_round_pending(ctx, ids):
+            # Which pairs depends on the first round's scores: only their number is known.
+            line += (f"; then {pending} adaptive second-round pairs, chosen when the "
+                     "first round is scored")
+    return line

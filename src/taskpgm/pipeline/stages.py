@@ -334,11 +334,26 @@ def stage_experts(ctx: PipelineContext) -> None:
 
 def stage_scores(ctx: PipelineContext) -> None:
     """Score the (expert, task) pairs the run lacks (reconcile_scores kept the unchanged
-    shards), after taking what cache.dir holds, and add what was scored to it."""
+    shards), after taking what cache.dir holds, and add what was scored to it. With
+    ``scoring.sampling: adaptive`` the second round is chosen once the first is scored
+    (taskpgm.pipeline.adaptive) and scored the same way."""
+    from taskpgm.pipeline import adaptive, reuse
+
+    ids = reuse.identities(ctx)
+    _score(ctx, ids)
+    s = ctx.cfg.scoring
+    if s.fraction < 1 and s.sampling == "adaptive" and \
+            adaptive.recorded_second_round(ctx, ids) is None:
+        adaptive.choose_second_round(ctx, ids)
+        ids = reuse.identities(ctx)  # now with the recorded second round
+        _score(ctx, ids)
+    reuse.store_shards(ctx, ids)
+
+
+def _score(ctx: PipelineContext, ids) -> None:
     from taskpgm.models.scoring import ScoreSettings, score_pool
     from taskpgm.pipeline import reuse
 
-    ids = reuse.identities(ctx)
     reuse.fetch_shards(ctx, ids)
     s = ctx.cfg.scoring
     m = ctx.cfg.model
@@ -350,8 +365,7 @@ def stage_scores(ctx: PipelineContext) -> None:
                progress=ctx.progress,
                settings=ScoreSettings(topk=s.topk, prompt_format=m.prompt_format,
                                       separator=m.separator),
-               unscored=unscored_pairs(ctx))
-    reuse.store_shards(ctx, ids)
+               unscored=unscored_pairs(ctx, ids))
 
 
 def _reconcile(ctx: PipelineContext, which: str):
@@ -370,17 +384,24 @@ def _describe(ctx: PipelineContext, which: str):
     return describe
 
 
-def unscored_pairs(ctx: PipelineContext) -> list[tuple[str, str]]:
+def unscored_pairs(ctx: PipelineContext, ids=None) -> list[tuple[str, str]]:
     """(expert, training task) pairs ``scoring.fraction < 1`` leaves to the completion:
-    the complement of ``sample_mask`` (seeded by run.seed; diagonal always scored). The
-    base model and held-out targets are always scored in full."""
+    the complement of ``sample_mask`` (seeded by run.seed; diagonal always scored), or
+    for ``adaptive`` of the first round and the recorded second round (before that is
+    chosen: of the first round only). The base model and held-out targets are always
+    scored in full. ``ids``: the run's identities, if computed (adaptive reads them)."""
     s = ctx.cfg.scoring
     if s.fraction >= 1:
         return []
-    from taskpgm.affinity.completion import sample_mask
-
     train = ctx.train_task_names()
-    mask = sample_mask(len(train), s.fraction, seed=ctx.cfg.run.seed, strategy=s.sampling)
+    if s.sampling == "adaptive":
+        from taskpgm.pipeline import adaptive, reuse
+
+        mask = adaptive.scored_mask(ctx, ids if ids is not None else reuse.identities(ctx))
+    else:
+        from taskpgm.affinity.completion import sample_mask
+
+        mask = sample_mask(len(train), s.fraction, seed=ctx.cfg.run.seed, strategy=s.sampling)
     return [(train[i], train[j]) for i, j in zip(*np.nonzero(~mask), strict=True)]
 
 
@@ -396,7 +417,9 @@ def stage_affinity(ctx: PipelineContext) -> None:
                            seed=ctx.cfg.run.seed, complete=ctx.cfg.scoring.fraction < 1)
     if ctx.cfg.scoring.fraction < 1:
         # Which entries rest on estimated (completed) scores rather than measured ones.
+        s = ctx.cfg.scoring
         aff.provenance["unscored_pairs"] = [list(p) for p in unscored_pairs(ctx)]
+        aff.provenance["partial_scoring"] = {"fraction": s.fraction, "sampling": s.sampling}
     save_affinity(ctx.paths.affinity, aff)
 
 

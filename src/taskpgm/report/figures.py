@@ -49,19 +49,57 @@ def cluster_order(aff: AffinityMatrix) -> list[int]:
     return [int(i) for i in leaves_list(linkage(squareform(d, checks=False), method="average"))]
 
 
-def affinity_heatmap(aff: AffinityMatrix, order: Sequence[int]) -> bytes:
+# Up to this many tasks an estimated entry gets a dot. Beyond, dots (or fading) would
+# turn the heatmap into speckle, so it stays in full colour and a small panel beside it
+# shows which entries were estimated (readable at n ~ 300).
+DOTS_UP_TO = 60
+
+
+def estimated_entries(names: Sequence[str], unscored: Sequence[Sequence[str]]) -> np.ndarray:
+    """Affinity entries resting on an estimated score: S[i, j] reads M[i, j] and M[j, i],
+    so it is estimated when either pair was not scored."""
+    index = {t: i for i, t in enumerate(names)}
+    est = np.zeros((len(names), len(names)), dtype=bool)
+    for e, t in unscored:
+        if e in index and t in index:
+            est[index[e], index[t]] = est[index[t], index[e]] = True
+    return est
+
+
+def affinity_heatmap(aff: AffinityMatrix, order: Sequence[int],
+                     estimated: np.ndarray | None = None) -> bytes:
+    """The affinity in cluster order; ``estimated`` (n x n) marks completed entries."""
     plt = _plt()
     n = aff.n
     size = min(4 + 0.22 * n, 16)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
     m = np.asarray(aff.matrix)[np.ix_(order, order)]
+    est = None if estimated is None or not estimated.any() else \
+        np.asarray(estimated, dtype=bool)[np.ix_(order, order)]
+    panel = est is not None and n > DOTS_UP_TO
+    if panel:
+        fig, (ax, side) = plt.subplots(1, 2, figsize=(size * 1.3 + 1.5, size),
+                                       gridspec_kw={"width_ratios": [4, 1.3]})
+    else:
+        fig, ax = plt.subplots(figsize=(size + 1.5, size))
     im = ax.imshow(m, cmap="viridis", interpolation="nearest")
+    if est is not None and not panel:
+        rows, cols = np.nonzero(est)
+        ax.scatter(cols, rows, s=max(2.0, 240.0 / max(n, 1)), c="white",
+                   edgecolors="black", linewidths=0.3, marker="o")
     labels = [aff.names[i] for i in order]
     if n <= 80:
         ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(n), labels, fontsize=7)
-    ax.set_title(f"Task affinity ({aff.kind}), cluster order")
+    title = f"Task affinity ({aff.kind}), cluster order"
+    if est is not None and not panel:
+        title += "\ndot = estimated (completed) entry"
+    ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.8)
+    if panel:
+        side.imshow(est, cmap="Greys", vmin=0, vmax=1.6, interpolation="nearest")
+        side.set_title("estimated entries (grey),\nsame order", fontsize=9)
+        side.set_xticks([])
+        side.set_yticks([])
     return _png(fig)
 
 

@@ -7,6 +7,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from taskpgm.affinity.io import AffinityMatrix
 from taskpgm.io import atomic_write_bytes, atomic_write_text
 from taskpgm.mixture.record import Mixture
@@ -57,7 +59,7 @@ padding:0 .3em;font-size:.8rem;font-weight:700}
 td.zero{background:#ffebe9;color:#cf222e;font-weight:600}
 td.members{text-align:left;font-size:.75rem;color:#555}
 img{max-width:100%;height:auto;border:1px solid #eee}
-.best{background:#e6ffec}
+.best{background:#e6ffec}.caption{font-size:.85rem;color:#555}
 """
 
 
@@ -223,13 +225,40 @@ def _mixture_table(inp: ReportInputs, order: list[str]) -> str:
     return f"<table><tr><th>task</th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _estimated_caption(aff, estimated) -> str:
+    """How many heatmap entries were estimated, how, and how wrong they are likely."""
+    k = int(np.triu(estimated, 1).sum())
+    if not k:
+        return ""
+    n = aff.n
+    comp = aff.provenance.get("completion") or {}
+    err = comp.get("estimated_error") or {}
+    how = (f"{k} of {n * (n - 1) // 2} affinity entries are estimated, not measured "
+           f"(marked {'in the panel beside it' if n > figures.DOTS_UP_TO else 'with a dot'}): "
+           "they use at "
+           f"least one of the {len(aff.provenance.get('unscored_pairs') or [])} unscored "
+           "(expert, task) pairs, whose mean log-likelihoods were filled in by low-rank "
+           f"completion (additive expert and task effects plus rank {comp.get('rank', '?')} "
+           "interaction).")
+    if err.get("affinity_rmse") is not None:
+        rel = err.get("m_rmse_relative")
+        how += (f" Estimated error: RMSE {err['affinity_rmse']:.3g} on affinity entries "
+                f"(mean log-likelihood RMSE {err['m_rmse']:.3g}"
+                + (f", {rel:.0%} of the measured spread" if rel is not None else "")
+                + f"), from {err.get('method', 'leave-some-out')}.")
+    return f'<p class="caption">{html.escape(how, quote=False)}</p>'
+
+
 def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/report/*.png``; return the HTML path."""
     out_dir = Path(out_dir)
     fig_dir = out_dir / "report"
     order_idx = figures.cluster_order(inp.affinity)
     order = [inp.affinity.names[i] for i in order_idx]
-    pngs: dict[str, bytes] = {"affinity_heatmap": figures.affinity_heatmap(inp.affinity, order_idx)}
+    estimated = figures.estimated_entries(inp.affinity.names,
+                                          inp.affinity.provenance.get("unscored_pairs") or [])
+    pngs: dict[str, bytes] = {"affinity_heatmap": figures.affinity_heatmap(
+        inp.affinity, order_idx, estimated)}
     if inp.mixtures:
         pngs["mixtures"] = figures.mixture_bars(inp.mixtures, order)
     if inp.path is not None:
@@ -259,7 +288,8 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
     parts += ["<h2>Task affinity</h2>",
               (f"<p>{inp.affinity.n} tasks, metric <code>{html.escape(inp.affinity.kind)}</code>, "
                "rows and columns in average-linkage cluster order.</p>"),
-              _img("affinity heatmap", pngs["affinity_heatmap"])]
+              _img("affinity heatmap", pngs["affinity_heatmap"]),
+              _estimated_caption(inp.affinity, estimated)]
     if inp.mixtures:
         parts += ["<h2>Mixtures</h2>", _img("mixtures", pngs["mixtures"]),
                   "<details><summary>weights table</summary>", _mixture_table(inp, order),

@@ -1,0 +1,68 @@
+"""A growing pool: add ADD tasks to a finished run on N tasks and count what is redone.
+
+    python benchmarks/grow.py OUT [N=300] [ADD=10]
+
+Tiny hand-made tasks (8 train / 4 probe / 2 eval examples each, six rules), one fixed
+tiny base model (a base built from the pool would change with it), 2 expert steps:
+what is measured is the bookkeeping, not the models. Prints, for the first run and the
+grown one, wall time, experts trained and score shards written (by mtime), and the count
+issue 12 expects: ADD * (2N + ADD) expert shards + ADD base shards. Writes OUT/grow.json.
+"""
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import taskpgm.models.train as train_mod
+from taskpgm.config import config_from_dict
+from taskpgm.models.tiny import TinyConfig, build_tiny_model
+from taskpgm.pipeline import run_pipeline
+from taskpgm.tasks.pool import Example, TaskInfo
+from taskpgm.tasks.writer import TaskData, write_pool
+
+root = Path(sys.argv[1])
+n0 = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+add = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+WORDS = ["red", "blue", "green", "gold", "black", "white", "pink", "grey", "tan", "navy", "teal", "plum"]
+RULES = [lambda w: w[::-1], sorted, lambda w: w[:1], lambda w: w[-1:], lambda w: w + w, lambda w: w[1:]]
+def task(i):
+    rng = random.Random(i); rule = RULES[i % len(RULES)]
+    def split(kind, n):
+        return [Example(f"t{i}-{kind}-{k}", f"t{i}: {' '.join(ws)}\n", " ".join(rule(ws)))
+                for k, ws in enumerate(rng.sample(WORDS, 3) for _ in range(n))]
+    return TaskData(TaskInfo(name=f"t{i:03d}", family=f"r{i % len(RULES)}"),
+                    {"train": split("train", 8), "probe": split("probe", 4), "eval": split("eval", 2)})
+for d in ("poolA", "poolB", "run", "base"):
+    shutil.rmtree(root / d, ignore_errors=True)
+write_pool(root / "poolA", [task(i) for i in range(n0)])
+poolB = write_pool(root / "poolB", [task(i) for i in range(n0 + add)])
+build_tiny_model(poolB, root / "base", seed=0, config=TinyConfig(vocab_size=256, n_layer=1, n_embd=32, n_head=2))
+counts = {"trained": 0, "scored": 0}
+orig_train = train_mod.train_model
+def ctrain(*a, **k):
+    counts["trained"] += 1; return orig_train(*a, **k)
+train_mod.train_model = ctrain
+def cfg(pool):
+    return config_from_dict({"run": {"dir": str(root / "run"), "seed": 0},
+        "pool": {"source": "dir", "path": str(pool)}, "model": {"base": str(root / "base")},
+        "experts": {"steps": 2, "batch_size": 4}, "affinity": {"bootstrap": 0},
+        "sample": {"budget": 100}, "evaluate": {"tasks": "all", "max_examples": 1}, "report": {"enabled": False}, "strategies": []}, "grow.yaml")
+def shards():
+    return {p.relative_to(root / "run/scores/shards").as_posix(): p.stat().st_mtime_ns
+            for p in (root / "run/scores/shards").rglob("*.parquet")}
+out = {}
+for label, pool in (("first", root / "poolA"), ("grown", root / "poolB")):
+    before = shards() if (root / "run/scores/shards").is_dir() else {}
+    counts["trained"] = 0
+    t = time.perf_counter(); run_pipeline(cfg(pool), progress=False); wall = time.perf_counter() - t
+    after = shards()
+    new = sum(1 for k, v in after.items() if before.get(k) != v)
+    out[label] = {"wall_s": round(wall, 1), "experts_trained": counts["trained"],
+                  "shards_written": new, "shards_total": len(after)}
+    print(label, out[label], flush=True)
+n = n0
+print("expected for the grown run:", add * (2 * n + add), "expert shards +", add, "base shards =",
+      add * (2 * n + add) + add)
+(root / "grow.json").write_text(json.dumps(out, indent=1))

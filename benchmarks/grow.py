@@ -1,12 +1,15 @@
 """A growing pool: add ADD tasks to a finished run on N tasks and count what is redone.
 
-    python benchmarks/grow.py OUT [N=300] [ADD=10]
+    python benchmarks/grow.py OUT [N=300] [ADD=10] [FRACTION]
 
 Tiny hand-made tasks (8 train / 4 probe / 2 eval examples each, six rules), one fixed
 tiny base model (a base built from the pool would change with it), 2 expert steps:
 what is measured is the bookkeeping, not the models. Prints, for the first run and the
 grown one, wall time, experts trained and score shards written (by mtime), and the count
-issue 12 expects: ADD * (2N + ADD) expert shards + ADD base shards. Writes OUT/grow.json.
+issue 12 expects: ADD * (2N + ADD) expert shards + ADD base shards. With FRACTION, a
+fresh run on the grown pool scores only that share of the pairs (scoring.fraction), and
+the L1 distance between the mixtures solved from its (completed) affinity and from the
+full one is printed per kernel. Writes OUT/grow.json.
 """
 import json
 import random
@@ -25,6 +28,7 @@ from taskpgm.tasks.writer import TaskData, write_pool
 root = Path(sys.argv[1])
 n0 = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 add = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+fraction = float(sys.argv[4]) if len(sys.argv) > 4 else None
 WORDS = ["red", "blue", "green", "gold", "black", "white", "pink", "grey", "tan", "navy", "teal", "plum"]
 RULES = [lambda w: w[::-1], sorted, lambda w: w[:1], lambda w: w[-1:], lambda w: w + w, lambda w: w[1:]]
 def task(i):
@@ -44,8 +48,8 @@ orig_train = train_mod.train_model
 def ctrain(*a, **k):
     counts["trained"] += 1; return orig_train(*a, **k)
 train_mod.train_model = ctrain
-def cfg(pool):
-    return config_from_dict({"run": {"dir": str(root / "run"), "seed": 0},
+def cfg(pool, run="run", **scoring):
+    return config_from_dict({"run": {"dir": str(root / run), "seed": 0}, "scoring": scoring,
         "pool": {"source": "dir", "path": str(pool)}, "model": {"base": str(root / "base")},
         "experts": {"steps": 2, "batch_size": 4}, "affinity": {"bootstrap": 0},
         "sample": {"budget": 100}, "evaluate": {"tasks": "all", "max_examples": 1}, "report": {"enabled": False}, "strategies": []}, "grow.yaml")
@@ -65,4 +69,22 @@ for label, pool in (("first", root / "poolA"), ("grown", root / "poolB")):
 n = n0
 print("expected for the grown run:", add * (2 * n + add), "expert shards +", add, "base shards =",
       add * (2 * n + add) + add)
+if fraction is not None:
+    import numpy as np
+
+    import taskpgm
+    from taskpgm.affinity.io import load_affinity
+
+    shutil.rmtree(root / "run-partial", ignore_errors=True)
+    t = time.perf_counter()
+    run_pipeline(cfg(root / "poolB", "run-partial", fraction=fraction), progress=False)
+    full, part = (load_affinity(root / d / "affinity.npz") for d in ("run", "run-partial"))
+    off = ~np.eye(len(full.names), dtype=bool)
+    out["partial"] = {"fraction": fraction, "wall_s": round(time.perf_counter() - t, 1),
+                      "entry_correlation": float(np.corrcoef(full.matrix[off],
+                                                             part.matrix[off])[0, 1])}
+    for kind, unary in (("shift", "rowsum"), ("simplex-shift", "rowsum"), ("calibrated", "auto")):
+        w = [taskpgm.solve(a, kernel=kind, unary=unary).weights for a in (full, part)]
+        out["partial"][f"l1_{kind}"] = float(np.abs(w[0] - w[1]).sum())
+    print("partial", out["partial"], flush=True)
 (root / "grow.json").write_text(json.dumps(out, indent=1))

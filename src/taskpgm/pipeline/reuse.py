@@ -340,6 +340,26 @@ def _plan_identities(ctx: Any, upstream: set[str], units: str) -> Identities | s
         return ""
 
 
+def _count(present: dict, needed: dict, cache: Any, kind: str) -> Counts:
+    """How the units ``needed`` (key -> identity) will be had, given those ``present``
+    in the run (key -> identity): kept in place, moved from another key, fetched from
+    the cache, or computed; and how many present ones nothing needs any more."""
+    c = Counts(needed=len(needed))
+    have = set(present.values())
+    for key, ident in needed.items():
+        if present.get(key) == ident:
+            c.kept += 1
+        elif ident in have:
+            c.moved += 1
+        elif cache is not None and cache.has(kind, ident):
+            c.cached += 1
+        else:
+            c.computed += 1
+    wanted = set(needed.values())
+    c.removed = sum(1 for i in present.values() if i not in wanted)
+    return c
+
+
 def describe_experts(ctx: Any, upstream: set[str]) -> str:
     ids = _plan_identities(ctx, upstream, "experts")
     if isinstance(ids, str):
@@ -347,19 +367,7 @@ def describe_experts(ctx: Any, upstream: set[str]) -> str:
     out, cache = ctx.paths.experts, _cache(ctx)
     present = {d.name: _expert_identity(d) for d in (out.iterdir() if out.is_dir() else [])
                if (d / TRAIN_MARKER).is_file()}
-    c = Counts(needed=len(ids.experts))
-    have = set(present.values())
-    for t, ident in ids.experts.items():
-        if present.get(t) == ident:
-            c.kept += 1
-        elif ident in have:
-            c.moved += 1
-        elif cache is not None and cache.has("experts", ident):
-            c.cached += 1
-        else:
-            c.computed += 1
-    c.removed = sum(1 for i in present.values() if i not in set(ids.experts.values()))
-    return "experts: " + c.describe("train")
+    return "experts: " + _count(present, ids.experts, cache, "experts").describe("train")
 
 
 def describe_scores(ctx: Any, upstream: set[str]) -> str:
@@ -372,21 +380,8 @@ def describe_scores(ctx: Any, upstream: set[str]) -> str:
     present = {(row.name, f.stem): _indexed(index, row.name, f.stem)
                for row in (shards.iterdir() if shards.is_dir() else []) if row.is_dir()
                for f in row.glob("*.parquet")}
-    have = set(present.values())
-    c = Counts(needed=len(ids.pairs))
-    for p in ids.pairs:
-        ident = ids.shard(*p)
-        if present.get(p) == ident:
-            c.kept += 1
-        elif ident in have:
-            c.moved += 1
-        elif cache is not None and cache.has("shards", ident):
-            c.cached += 1
-        else:
-            c.computed += 1
-    wanted = {ids.shard(*p) for p in ids.pairs}
-    c.removed = sum(1 for i in present.values() if i not in wanted)
-    line = "shards: " + c.describe("score")
+    needed = {p: ids.shard(*p) for p in ids.pairs}
+    line = "shards: " + _count(present, needed, cache, "shards").describe("score")
     s = ctx.cfg.scoring
     if s.fraction < 1 and s.sampling == "adaptive":
         from taskpgm.pipeline.adaptive import second_round_pending

@@ -220,6 +220,11 @@ def test_report_of_a_fully_scored_matrix_mentions_no_estimates(tmp_path):
     part = AffinityMatrix(names, s, "pmi", provenance={"unscored_pairs": [["x", "z"]]})
     text = build_report(tmp_path / "part", ReportInputs(part, mix)).read_text()
     assert "1 of 3 affinity entries are estimated" in text
+    assert "calibrated kernel" not in text
+    cal = {**mix, "t": Mixture("taskpgm", names, np.full(3, 1 / 3), {"kernel": "calibrated"})}
+    text = build_report(tmp_path / "cal", ReportInputs(part, cal)).read_text()
+    assert "Mixtures on the calibrated kernel (t)" in text
+    assert "calibrated kernel" not in full.read_text()
 
 
 @pytest.mark.slow

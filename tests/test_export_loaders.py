@@ -124,6 +124,15 @@ def _lf_args(lf, data_dir: Path, tmp_path: Path, **overrides):
     return data_args, model_args, training_args
 
 
+def _decoded(tok, rows):
+    """(task, whole text, the text of the tokens that carry loss) of each tokenised row."""
+    for ex in rows:
+        text = tok.decode(ex["input_ids"])
+        target = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True)
+                             if lab != -100])
+        yield _task_of(text), text, target
+
+
 def _commented_probs(data_dir: Path) -> str:
     text = (data_dir / "llamafactory" / "mix.yaml").read_text()
     line = next(x for x in text.splitlines() if x.startswith("#") and "interleave_probs:" in x)
@@ -148,11 +157,7 @@ def test_llamafactory_get_dataset_plain(samples, llamafactory, tokenizer_factory
                            tok)["train_dataset"]
     assert len(train) == BUDGET  # nothing dropped as invalid
     seen = Counter()
-    for ex in train:
-        text = tok.decode(ex["input_ids"])
-        target = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True)
-                             if lab != -100])
-        task = _task_of(text)
+    for task, text, target in _decoded(tok, train):
         seen[task] += 1
         # `template: empty` trains on exactly the experts' text: prompt, "\n", response.
         number = text.split(" ", 1)[1].split("\n", 1)[0]
@@ -174,11 +179,7 @@ def test_llamafactory_get_dataset_chat(samples, llamafactory, tokenizer_factory,
                            tok)["train_dataset"]
     assert len(train) == BUDGET
     seen = Counter()
-    for ex in train:
-        text = tok.decode(ex["input_ids"])
-        target = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True)
-                             if lab != -100])
-        task = _task_of(text)
+    for task, text, target in _decoded(tok, train):
         seen[task] += 1
         if task == "chat":  # sharegpt: system, two turns; loss on the last turn only
             i = text.split("chat ", 1)[1].split("<", 1)[0]
@@ -419,11 +420,7 @@ def test_axolotl_preprocess(kind, samples, axolotl_base, tmp_path):
     tok = AutoTokenizer.from_pretrained(axolotl_base)
     assert len(train) == BUDGET  # nothing dropped, merged or deduplicated
     seen = Counter()
-    for ex in train:
-        text = tok.decode(ex["input_ids"])
-        target = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True)
-                             if lab != -100])
-        task = _task_of(text)
+    for task, text, target in _decoded(tok, train):
         seen[task] += 1
         if task == "chat":  # chat template; loss on the last assistant message only
             i = int(text.split("chat ", 1)[1].split("<", 1)[0])

@@ -16,17 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from taskpgm.errors import TaskPGMError
-from taskpgm.models.ray_cluster import connect
+from taskpgm.models.ray_cluster import connect, gather
 from taskpgm.portable import current_run_root
-from taskpgm.progress import bars_enabled
 
 
 def train_on_ray(base: str | Path, jobs: list, *, address: str | None = None,
                  gpus_per_task: float = 0.0, progress: bool = True) -> dict[str, Any]:
     """Train every :class:`~taskpgm.models.train.ExpertJob` as its own Ray task; returns
     name -> TrainResult once all have ended, or raises naming every expert that failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     ray = connect(address, "experts")
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(_train_one)
     root = current_run_root()
@@ -34,22 +31,9 @@ def train_on_ray(base: str | Path, jobs: list, *, address: str | None = None,
                           asdict(job.config), job.extra_info,
                           str(root) if root is not None else None): job.name
             for job in jobs}
-    results: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=True, disable=not bars_enabled(progress)) as bar:
-        t = bar.add_task("experts (ray)", total=len(refs))
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            name = refs[ready[0]]
-            try:
-                results[name] = ray.get(ready[0])
-            except ray.exceptions.RayError as exc:  # wait for the rest: they are not lost
-                failed[name] = _reason(ray, exc)
-            bar.update(t, advance=1)
+    results, failed = gather(ray, refs, "experts (ray)", progress)
     if failed:
-        listed = "; ".join(f"{n} ({why})" for n, why in sorted(failed.items()))
+        listed = "; ".join(f"{n} ({_reason(ray, exc)})" for n, exc in sorted(failed.items()))
         raise TaskPGMError(f"experts: {len(failed)} of {len(jobs)} Ray task(s) failed: "
                            f"{listed}; the other experts are finished, and a re-run trains "
                            "only the failed ones")

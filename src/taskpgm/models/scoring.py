@@ -379,9 +379,7 @@ def _run_local(todo, pool, tasks, out, settings, max_batch_tokens, device, progr
 
 def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address,
              gpus_per_task, progress, batch_size=None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from taskpgm.models.ray_cluster import connect
+    from taskpgm.models.ray_cluster import connect, gather
 
     ray = connect(address, "score")
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(_ray_score_expert)
@@ -389,20 +387,13 @@ def _run_ray(todo, pool, tasks, out, settings, max_batch_tokens, device, address
                           list(tasks[name]), str(Path(out).resolve()), asdict(settings),
                           max_batch_tokens, device, batch_size): name
             for name, d in todo.items()}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=True, disable=not bars_enabled(progress)) as bar:
-        t = bar.add_task("experts (ray)", total=len(refs))
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            try:
-                ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
-                if isinstance(cause, InputError):
-                    raise InputError(str(cause).splitlines()[0]) from None
-                raise
-            bar.update(t, advance=1)
+    _, failed = gather(ray, refs, "experts (ray)", progress)
+    for exc in (failed[n] for n in sorted(failed)):  # the finished shards are kept
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            cause = exc.as_instanceof_cause()
+            if isinstance(cause, InputError):
+                raise InputError(str(cause).splitlines()[0]) from None
+        raise exc
 
 
 def _ray_score_expert(name, expert_dir, pool_root, tasks, out, settings, max_batch_tokens,

@@ -8,6 +8,8 @@ uniform and 95% t-intervals over seeds. Writes quality.json and quality.png unde
 
     python benchmarks/quality.py [--seeds 0 1 2] [--out bench-quality] [--bigbench]
     python benchmarks/quality.py --redundancy --seeds 0 1 2 3 4   # the redundancy suite
+    python benchmarks/quality.py --collect A/redundancy B/redundancy --out C
+        # summarise seed<k>/ runs made elsewhere (other machines or processes); runs nothing
 """
 
 from __future__ import annotations
@@ -123,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--bigbench", action="store_true", help="use the BIG-bench suite")
     suite.add_argument("--redundancy", action="store_true", help="use the redundancy suite")
     ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    ap.add_argument("--collect", nargs="+", default=None, metavar="DIR",
+                    help="summarise the finished seed<k>/ runs under these folders (made by "
+                         "other processes or machines) into --out; trains nothing")
     ap.add_argument("--only", default=None,
                     help="comma-separated strategy names to keep (default: all of the suite's)")
     args = ap.parse_args(argv)
 
-    from taskpgm.bench.quality import run_quality
+    from taskpgm.bench.quality import collect_quality, run_quality
     from taskpgm.config import apply_override, config_from_dict
     from taskpgm.errors import ConfigError, TaskPGMError
     from taskpgm.pipeline.demo import demo_config
@@ -136,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     base = demo_config(args.out)
     out = args.out
     try:
+        if args.collect:
+            t0 = time.perf_counter()
+            result = collect_quality(args.collect, args.out)
+            args.seeds = result["seeds"]
+            return print_result(result, args.seeds, args.out, t0)
         if args.bigbench:
             base = bigbench_overrides(base)
             out = f"{args.out}/bigbench"
@@ -162,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     except TaskPGMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = Table(title=f"Held-out tasks, paired vs uniform over seeds {args.seeds}")
+    return print_result(result, args.seeds, out, t0)
+
+
+def print_result(result: dict, seeds: list[int], out: str, t0: float) -> int:
+    table = Table(title=f"Held-out tasks, paired vs uniform over seeds {seeds}")
     for col in ("strategy", "metric", "mean", "diff vs uniform", "95% CI", "wins",
                 "share of FB gain", "min family mass", "L1 to FB"):
         table.add_column(col, justify="left" if col in ("strategy", "metric") else "right",
@@ -170,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in result["rows"]:
         ci = "-" if r["diff_low"] is None else f"[{r['diff_low']:+.4f}, {r['diff_high']:+.4f}]"
         diff = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.4f}"
-        wins = "-" if r["wins"] is None else f"{r['wins']}/{len(args.seeds)}"
+        wins = "-" if r["wins"] is None else f"{r['wins']}/{len(seeds)}"
         share = "-" if r["share_of_family_gain"] is None else f"{r['share_of_family_gain']:.2f}"
         gm = result["group_mass"].get(r["strategy"]) if r["metric"] == "loss_per_token" else None
         table.add_row(r["strategy"], r["metric"], f"{r['mean']:.4f}", diff, ci, wins, share,
@@ -191,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             res = {True: "PASS", False: "FAIL", None: "info"}[c["ok"]]
             checks.add_row(seed, c["name"], res, c["detail"])
     out_console.print(checks)
-    line = {"benchmark": "quality", "seeds": args.seeds, "seconds": round(time.perf_counter() - t0, 1),
+    line = {"benchmark": "quality", "seeds": seeds, "seconds": round(time.perf_counter() - t0, 1),
             "out": str(out),
             "redundancy_check": rc, "group_mass": result["group_mass"],
             "rows": [{k: r[k] for k in ("strategy", "metric", "mean", "diff_mean", "diff_low",

@@ -89,3 +89,20 @@ def test_a_head_with_soft_capping_falls_back_to_the_full_pass(tok):
     assert heads._split_model(model) is None
     model.config.final_logit_softcapping = None
     assert heads._split_model(model) is not None
+
+
+def test_a_lora_wrapped_model_splits_into_its_own_body_and_head(tok):
+    # peft forwards `model.model` to the wrapped causal LM for Llama/Qwen2 (prefix "model"):
+    # the split must take the LM's body, with the adapters in it, not the LM itself.
+    peft = pytest.importorskip("peft")
+    batch = collate(encode_pairs(tok, PAIRS), tok.pad_token_id)
+    for model in _models(len(tok)):
+        targets = ["c_attn"] if model.config.model_type == "gpt2" else ["q_proj", "v_proj"]
+        wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=targets,
+                                                             init_lora_weights=False))
+        wrapped.eval()
+        body, head = heads._split_model(wrapped)
+        assert "ForCausalLM" not in type(body).__name__ and "LMHead" not in type(body).__name__
+        with torch.no_grad():
+            ours, theirs = float(response_loss(wrapped, batch)), float(wrapped(**batch).loss)
+        assert ours == pytest.approx(theirs, rel=1e-5)

@@ -73,3 +73,53 @@ def test_replicates_are_averaged_within_a_seed_and_share_of_family_gain():
     assert np.isclose(fb.diff_mean, -0.2) and np.isclose(fb.share_of_family_gain, 1.0)
     assert np.isclose(rows[("half", "loss_per_token")].share_of_family_gain, 0.5)
     assert redundancy_check(list(rows.values()))["ok"] is True
+
+
+def _seed_dir(root, seed: int, losses: dict[str, float]):
+    """A finished seed run as the benchmark leaves it: config, pool.json, mixtures, evals."""
+    from taskpgm.bench.quality import bench_config
+    from taskpgm.config import Config, StrategyConfig, save_config
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.tasks.pool import PoolManifest, TaskInfo
+
+    base = Config()
+    base.strategies = [StrategyConfig(name=n, method="uniform") for n in losses]
+    d = root / f"seed{seed}"
+    cfg = bench_config(base, seed, d, dirichlet=0)
+    (d / "pool").mkdir(parents=True)
+    (d / "pool" / "pool.json").write_text(PoolManifest(tasks=[
+        TaskInfo(name="a1", family="a"), TaskInfo(name="a2", family="a"),
+        TaskInfo(name="b1", family="b")]).model_dump_json())
+    save_config(cfg, d / "config.yaml")
+    for n, loss in {**losses, "base": 9.0}.items():
+        _ev(n, loss, 0.5).save(d / "eval" / f"{n}.json")
+        if n != "base":
+            Mixture("uniform", ["a1", "a2", "b1"], np.full(3, 1 / 3)).save(
+                d / "mixtures" / f"{n}.json")
+    return d
+
+
+def test_collect_summarises_seeds_run_elsewhere_like_one_run(tmp_path):
+    import pytest
+
+    from taskpgm.bench.quality import collect_quality
+    from taskpgm.errors import InputError
+
+    for s, shift in ((1, 0.0), (2, 0.5)):
+        _seed_dir(tmp_path / "here", s, {"uniform": 3.0 + shift, "good": 2.8 + shift + s / 10})
+    _seed_dir(tmp_path / "there", 7, {"uniform": 4.0, "good": 3.7})
+    res = collect_quality([tmp_path / "here", tmp_path / "there"], tmp_path / "out")
+    assert res["seeds"] == [1, 2, 7] and (tmp_path / "out" / "quality.json").is_file()
+    good = next(r for r in res["rows"] if r["strategy"] == "good"
+                and r["metric"] == "loss_per_token")
+    assert np.allclose(good["per_seed"], [2.9, 3.5, 3.7])
+    assert np.isclose(good["diff_mean"], np.mean([-0.1, 0.0, -0.3])) and good["wins"] == 2
+    # Family masses come from each seed's pool.json: family a holds 2 of 3 tasks.
+    assert np.isclose(res["group_mass"]["good"]["min_family_mass"], 1 / 3)
+    # A seed found twice, or a seed that did not finish, is refused.
+    _seed_dir(tmp_path / "again", 2, {"uniform": 3.0, "good": 2.8})
+    with pytest.raises(InputError, match="seed 2 is also in"):
+        collect_quality([tmp_path / "here", tmp_path / "again"], tmp_path / "out2")
+    (tmp_path / "there" / "seed7" / "eval" / "base.json").unlink()
+    with pytest.raises(InputError, match="did not finish"):
+        collect_quality([tmp_path / "there"], tmp_path / "out3")

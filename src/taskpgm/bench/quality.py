@@ -173,61 +173,109 @@ def plot(rows: list[Row], n_seeds: int) -> bytes:
     return buf.getvalue()
 
 
-def group_mass_summary(out: Path, seeds: list[int], base: Config) -> dict[str, Any]:
+def group_mass_summary(roots: dict[int, Path], strategies: list[str]) -> dict[str, Any]:
     """Per strategy: mean over seeds of the smallest family mass and of L1 to family-
     balanced (does a strategy drop a family? does it follow the template counts?)."""
     from taskpgm.tasks.pool import Pool
 
     acc: dict[str, dict[str, list[float]]] = {}
-    for s in seeds:
-        root = out / f"seed{s}"
+    for root in roots.values():
         pool = Pool.load(root / "pool")
         fam = {t.name: t.family or t.name for t in pool.train_tasks()}
-        for st in base.strategies:
-            m = Mixture.load(root / "mixtures" / f"{st.name}.json")
+        for name in strategies:
+            m = Mixture.load(root / "mixtures" / f"{name}.json")
             mass: dict[str, float] = {}
             for t, w in zip(m.tasks, m.weights, strict=True):
                 mass[fam[t]] = mass.get(fam[t], 0.0) + float(w)
             k = len(mass)
-            a = acc.setdefault(st.name, {"min_family_mass": [], "l1_to_family_balanced": []})
+            a = acc.setdefault(name, {"min_family_mass": [], "l1_to_family_balanced": []})
             a["min_family_mass"].append(min(mass.values()))
             a["l1_to_family_balanced"].append(sum(abs(v - 1.0 / k) for v in mass.values()))
     return {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in acc.items()}
+
+
+def summarise_seeds(roots: dict[int, Path], strategies: list[str],
+                    out: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The paired summary over finished seed runs (seed -> run directory); ``strategies``
+    name those whose family masses are summarised. Writes quality.json and quality.png
+    under ``out``."""
+    from taskpgm.config import load_config
+    from taskpgm.io import read_json
+
+    per_seed: dict[int, dict[str, ModelEval]] = {}
+    checks: dict[int, Any] = {}
+    for s, root in roots.items():
+        # The seed's own config names its models (replicates and Dirichlet draws included).
+        names = [st.name for st in load_config(root / "config.yaml").strategies]
+        per_seed[s] = {n: ModelEval.load(root / "eval" / f"{n}.json") for n in names}
+        per_seed[s]["BASE model"] = ModelEval.load(root / "eval" / "base.json")
+        if (root / "checks.json").is_file():
+            checks[s] = read_json(root / "checks.json")
+    rows = summarise(per_seed)
+    result = {
+        "benchmark": "quality",
+        "seeds": list(roots),
+        **meta,
+        "reference": REFERENCE,
+        "rows": [asdict(r) for r in rows],
+        "checks": {str(k): v for k, v in checks.items()},
+        "redundancy_check": redundancy_check(rows),
+        "group_mass": group_mass_summary(roots, strategies),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "quality.json", result)
+    atomic_write_bytes(out / "quality.png", plot(rows, len(roots)))
+    return result
 
 
 def run_quality(base: Config, out: str | Path, seeds: list[int], dirichlet: int = 3,
                 progress: bool = False, console=None, replicates: int = 1) -> dict[str, Any]:
     """Run the pipeline once per seed under ``out/seed<k>`` (resumable) and summarise."""
     from taskpgm.pipeline import run_pipeline
-    from taskpgm.pipeline.stages import PipelineContext
 
     out = Path(out)
-    per_seed: dict[int, dict[str, ModelEval]] = {}
-    checks: dict[int, Any] = {}
     for s in seeds:
-        cfg = bench_config(base, s, out / f"seed{s}", dirichlet, replicates)
-        run_pipeline(cfg, console=console, progress=progress)
-        ctx = PipelineContext(cfg)
-        per_seed[s] = {st.name: ModelEval.load(ctx.paths.eval(st.name)) for st in cfg.strategies}
-        per_seed[s]["BASE model"] = ModelEval.load(ctx.paths.eval("base"))
-        cp = ctx.paths.root / "checks.json"
-        if cp.is_file():
-            from taskpgm.io import read_json
+        run_pipeline(bench_config(base, s, out / f"seed{s}", dirichlet, replicates),
+                     console=console, progress=progress)
+    meta = {"dirichlet_draws": dirichlet, "replicates": replicates,
+            "config": base.model_dump(mode="json")}
+    return summarise_seeds({s: out / f"seed{s}" for s in seeds},
+                           [st.name for st in base.strategies], out, meta)
 
-            checks[s] = read_json(cp)
-    rows = summarise(per_seed)
-    result = {
-        "benchmark": "quality",
-        "seeds": seeds,
-        "dirichlet_draws": dirichlet,
-        "replicates": replicates,
-        "reference": REFERENCE,
-        "config": base.model_dump(mode="json"),
-        "rows": [asdict(r) for r in rows],
-        "checks": {str(k): v for k, v in checks.items()},
-        "redundancy_check": redundancy_check(rows),
-        "group_mass": group_mass_summary(out, seeds, base),
-    }
-    atomic_write_json(out / "quality.json", result)
-    atomic_write_bytes(out / "quality.png", plot(rows, len(seeds)))
-    return result
+
+def collect_quality(folders: list[str | Path], out: str | Path) -> dict[str, Any]:
+    """Summarise finished seeds that ran elsewhere (other machines, other processes):
+    every ``seed<k>`` directory under ``folders`` that holds eval/, mixtures/,
+    pool/pool.json and config.yaml. Runs nothing; a seed found twice is an error, and so
+    is a seed whose strategies differ from the first one's."""
+    from taskpgm.config import load_config
+    from taskpgm.errors import InputError
+
+    roots: dict[int, Path] = {}
+    strategies: list[str] | None = None
+    for folder in folders:
+        found = sorted(Path(folder).glob("seed*/config.yaml"))
+        if not found:
+            raise InputError(f"{folder}: no seed<k>/config.yaml under it")
+        for cfg_path in found:
+            root = cfg_path.parent
+            try:
+                seed = int(root.name.removeprefix("seed"))
+            except ValueError:
+                continue
+            if seed in roots:
+                raise InputError(f"{root}: seed {seed} is also in {roots[seed]}")
+            names = [st.name for st in load_config(cfg_path).strategies
+                     if REPLICATE_TAG not in st.name and st.method != "dirichlet"]
+            if strategies is None:
+                strategies = names
+            elif names != strategies:
+                raise InputError(f"{cfg_path}: other strategies than the first seed's "
+                                 f"({', '.join(names)})")
+            for need in (root / "eval" / "base.json", root / "pool" / "pool.json"):
+                if not need.is_file():
+                    raise InputError(f"{need}: not found (seed {seed} did not finish)")
+            roots[seed] = root
+    roots = dict(sorted(roots.items()))
+    return summarise_seeds(roots, strategies or [], out, {"collected_from": [str(f) for f in folders]})

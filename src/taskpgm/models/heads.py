@@ -33,6 +33,11 @@ def _split_model(model: Any) -> tuple[Any, Any] | None:
     """(body, head) when logits are exactly ``head(body(...).last_hidden_state)``."""
     if FULL_LOGITS:
         return None
+    # A peft wrapper forwards attribute lookups to its LoraModel, whose ``model`` is the
+    # whole causal LM: for Llama/Qwen2 (prefix "model") that lookup returns the LM, not its
+    # body. The wrapped model, with the adapters injected in place, splits like any other.
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     prefix = getattr(model, "base_model_prefix", "")
     body = getattr(model, prefix, None) if prefix else None

@@ -150,6 +150,7 @@ def _real_pool(root: Path) -> Path:
 
 def _checkpoint(root: Path, kind: str) -> Path:
     import transformers
+
     from tokenizer_zoo import byte_level, sentencepiece
 
     size = {"hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 6,

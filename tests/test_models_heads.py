@@ -101,7 +101,7 @@ def test_a_lora_wrapped_model_splits_into_its_own_body_and_head(tok):
         wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=targets,
                                                              init_lora_weights=False))
         wrapped.eval()
-        body, head = heads._split_model(wrapped)
+        body, _head = heads._split_model(wrapped)
         assert "ForCausalLM" not in type(body).__name__ and "LMHead" not in type(body).__name__
         with torch.no_grad():
             ours, theirs = float(response_loss(wrapped, batch)), float(wrapped(**batch).loss)

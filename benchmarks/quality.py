@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect", nargs="+", default=None, metavar="DIR",
                     help="summarise the finished seed<k>/ runs under these folders (made by "
                          "other processes or machines) into --out; trains nothing")
+    ap.add_argument("--regression", type=int, default=0, metavar="N",
+                    help="add the regression mixer with N proxy runs per seed (0: not run; "
+                         "each proxy costs one strategy's training)")
     ap.add_argument("--only", default=None,
                     help="comma-separated strategy names to keep (default: all of the suite's)")
     args = ap.parse_args(argv)
@@ -154,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             out = f"{args.out}/redundancy"
         else:
             base = pretrained_on_suite(base)
+        if args.regression:
+            from taskpgm.config import StrategyConfig
+
+            base.strategies = [*base.strategies, StrategyConfig(
+                name="regression", method="regression", params={"runs": args.regression})]
         if args.only:
             keep = [n.strip() for n in args.only.split(",") if n.strip()]
             unknown = sorted(set(keep) - {st.name for st in base.strategies})
@@ -177,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_result(result: dict, seeds: list[int], out: str, t0: float) -> int:
     table = Table(title=f"Held-out tasks, paired vs uniform over seeds {seeds}")
+    costs = result.get("costs", {})
     for col in ("strategy", "metric", "mean", "diff vs uniform", "95% CI", "wins",
-                "share of FB gain", "min family mass", "L1 to FB"):
+                "share of FB gain", "min family mass", "L1 to FB", "trainings"):
         table.add_column(col, justify="left" if col in ("strategy", "metric") else "right",
                          no_wrap=True)
     for r in result["rows"]:
@@ -189,9 +198,19 @@ def print_result(result: dict, seeds: list[int], out: str, t0: float) -> int:
         gm = result["group_mass"].get(r["strategy"]) if r["metric"] == "loss_per_token" else None
         table.add_row(r["strategy"], r["metric"], f"{r['mean']:.4f}", diff, ci, wins, share,
                       "-" if gm is None else f"{gm['min_family_mass']:.3f}",
-                      "-" if gm is None else f"{gm['l1_to_family_balanced']:.3f}")
+                      "-" if gm is None else f"{gm['l1_to_family_balanced']:.3f}",
+                      costs.get(r["strategy"], {}).get("trainings", "-")
+                      if r["metric"] == "loss_per_token" else "")
     out_console = Console(highlight=False, width=max(Console().width, 110))
     out_console.print(table)
+    for name, c in costs.items():
+        if c.get("cv_spearman") is not None:
+            out_console.print(f"{name}: held-out rank correlation of its fit, mean over seeds "
+                              f"and validation tasks: {c['cv_spearman']:.3f}")
+        if c.get("chosen"):
+            picks = ", ".join(f"{k} {v}x" for k, v in sorted(c["chosen"].items(),
+                                                               key=lambda kv: -kv[1]))
+            out_console.print(f"{name} chose: {picks}")
     # The informativeness checks (DESIGN.md) of every seed: without them the table above
     # cannot be read (experts that learn nothing make the affinity noise, etc.).
     checks = Table(title="Is this benchmark informative? (checks per seed)")
@@ -208,6 +227,7 @@ def print_result(result: dict, seeds: list[int], out: str, t0: float) -> int:
     line = {"benchmark": "quality", "seeds": seeds, "seconds": round(time.perf_counter() - t0, 1),
             "out": str(out),
             "redundancy_check": rc, "group_mass": result["group_mass"],
+            "costs": result.get("costs"),
             "rows": [{k: r[k] for k in ("strategy", "metric", "mean", "diff_mean", "diff_low",
                                         "diff_high", "wins", "share_of_family_gain")}
                      for r in result["rows"]]}

@@ -22,9 +22,11 @@ def test_default_strategies_keep_the_reference_beside_the_default():
         assert by_name[name].method == name
 
 
-def test_config_methods_are_the_registry_plus_dirichlet():
+def test_config_methods_are_the_registry_plus_the_pipelines_own():
+    # dirichlet (a random mixture) and auto (chooses among trained strategies) need the
+    # pipeline; every other method is the library's.
     literal = set(StrategyConfig.model_fields["method"].annotation.__args__)
-    assert literal == set(STRATEGIES) | {"dirichlet"}
+    assert literal == set(STRATEGIES) | {"dirichlet", "auto"}
 
 
 def test_candidate_params_reach_the_solver_as_the_pipeline_passes_them():

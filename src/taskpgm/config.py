@@ -62,8 +62,10 @@ from taskpgm.tasks.synth import SUITES
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 # -- the choice lists: the library's registries (one source of truth) --------------------
-# Strategies only the pipeline runs (a random reference mixture), beside the library's.
-PIPELINE_METHODS: tuple[str, ...] = ("dirichlet",)
+# Strategies only the pipeline runs (a random reference mixture; auto, which chooses among
+# the run's trained strategies by validation loss, D19; regression, which trains its own
+# proxies and fits RegMix/olmix's law), beside the library's.
+PIPELINE_METHODS: tuple[str, ...] = ("dirichlet", "auto", "regression")
 METHODS: tuple[str, ...] = (*METHOD_OPTIONS, *PIPELINE_METHODS)
 POOL_SOURCES: tuple[str, ...] = ("synthetic", "dir", "import", "bigbench")
 # Metrics computed from stored top-k next-token distributions (need scoring.topk > 0).
@@ -427,6 +429,9 @@ class StrategyConfig(_Section):
 _PIPELINE_PARAMS: dict[str, dict[str, str]] = {
     "mixmin": {"targets": "targets"},
     "dirichlet": {"alpha": "number>0", "draw": "int>=0"},
+    # auto (D19): which of the run's strategies it chooses among, on which tasks' probe split.
+    "auto": {"candidates": "names", "targets": "targets"},
+    "regression": {"runs": "int>=0", "kl": "number>=0", "targets": "targets"},
 }
 # Every strategy may be replicated: same mixture, other sampling/training seeds.
 _COMMON_PARAMS: dict[str, str] = {"replicate": "int>=0"}
@@ -473,8 +478,12 @@ def _check_strategy_params(st: StrategyConfig, index: int,
         if kind == "targets":
             if not (value in ("heldout", "train") or (
                     isinstance(value, list) and all(isinstance(x, str) for x in value))):
-                raise fail(key, "mixmin targets must be 'heldout', 'train' or a list of task "
-                                f"names, got {value!r}")
+                raise fail(key, f"{st.method} targets must be 'heldout', 'train' or a list of "
+                                f"task names, got {value!r}")
+            continue
+        if kind == "names":
+            if not (isinstance(value, list) and value and all(isinstance(x, str) for x in value)):
+                raise fail(key, f"a non-empty list of strategy names, got {value!r}")
             continue
         if kind == "weights":
             # In a config, weights are a file (the library also takes a mapping or list).
@@ -557,6 +566,15 @@ class ReportConfig(_Section):
     influence: bool = Field(True, description="Compute leave-one-task-out influence.")
 
 
+def auto_candidates(cfg: Config, st: StrategyConfig) -> list[str]:
+    """The strategies an ``auto`` strategy chooses among: its ``candidates``, else every
+    strategy of the run that is not random, not a replicate and not another auto (D19)."""
+    if st.params.get("candidates") is not None:
+        return list(st.params["candidates"])
+    return [s.name for s in cfg.strategies if s.method not in ("auto", "dirichlet")
+            and not int(s.params.get("replicate", 0))]
+
+
 def default_strategies() -> list[StrategyConfig]:
     """The strategies the demo and the quality benchmark compare on one budget."""
     return [
@@ -575,6 +593,8 @@ def default_strategies() -> list[StrategyConfig]:
                        params={"kernel": REFERENCE_KERNEL, "unary": "rowsum"}),
         StrategyConfig(name="taskpgm-target", method="taskpgm",
                        params={"kernel": REFERENCE_KERNEL, "unary": "target"}),
+        # Chooses among all of the above by their models' validation loss (D19).
+        StrategyConfig(name="taskpgm-auto", method="auto"),
     ]
 
 
@@ -678,7 +698,34 @@ class Config(_Section):
             params = _check_strategy_params(st, index, m)
             if params != st.params:
                 st.params = params
+        for index, st in enumerate(self.strategies):
+            if st.method == "auto":
+                self._check_auto(index, st)
+            if st.method in ("auto", "regression") and self.evaluate.split == "probe":
+                raise ValueError(f"strategies[{index}] (strategy {st.name!r}): {st.method} "
+                                 "chooses on the probe split, so evaluate.split cannot be "
+                                 "'probe' (the evaluation split never chooses a mixture)")
+            if st.method == "regression" and st.params.get("runs") in (1,):
+                raise ValueError(f"strategies[{index}].params.runs (strategy {st.name!r}): "
+                                 "at least 2 proxy runs are needed to fit (0 or absent: 4 "
+                                 "per training task)")
         return self
+
+    def _check_auto(self, index: int, st: StrategyConfig) -> None:
+        where = f"strategies[{index}].params.candidates (strategy {st.name!r})"
+        names = st.params.get("candidates")
+        if names is None:
+            if not auto_candidates(self, st):
+                raise ValueError(f"{where}: the run has no other strategy to choose among")
+            return
+        by_name = {s.name: s for s in self.strategies}
+        for n in names:
+            if n not in by_name:
+                raise ValueError(f"{where}: no strategy named {n!r} in this config")
+            if by_name[n].method == "auto":
+                raise ValueError(f"{where}: {n!r} is itself an auto strategy")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: a candidate is named twice")
 
     # -- helpers ------------------------------------------------------------------------
     def section(self, dotted: str) -> Any:

@@ -41,10 +41,12 @@ def bench_config(base: Config, seed: int, run_dir: Path, dirichlet: int,
     cfg.run.seed = seed
     cfg.run.dir = str(run_dir)
     cfg.report.influence = False
+    # Not of regression: each of its replicates would train its N proxies again.
     extra = [StrategyConfig(name=f"{st.name}{REPLICATE_TAG}{k}", method=st.method,
                             params={**st.params, "replicate": int(st.params.get("replicate", 0))
                                     + REPLICATE_STRIDE * k})
-             for st in cfg.strategies for k in range(1, replicates)]
+             for st in cfg.strategies for k in range(1, replicates)
+             if st.method != "regression"]
     cfg.strategies = list(cfg.strategies) + extra + [
         StrategyConfig(name=f"dirichlet-{k + 1}", method="dirichlet",
                        params={"alpha": 1.0, "draw": k})
@@ -194,6 +196,32 @@ def group_mass_summary(roots: dict[int, Path], strategies: list[str]) -> dict[st
     return {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in acc.items()}
 
 
+def training_costs(roots: dict[int, Path], strategies: list[str]) -> dict[str, Any]:
+    """Per strategy: proxy trainings it needs (1: its own model; auto: its candidates',
+    trained anyway; regression: its proxies + its own) and, for regression, the mean
+    over seeds of its fit's held-out rank correlation."""
+    out: dict[str, Any] = {}
+    for name in strategies:
+        mixes = [Mixture.load(r / "mixtures" / f"{name}.json") for r in roots.values()]
+        m = mixes[0]
+        if m.method == "auto":
+            cost = f"{len(m.params.get('candidates', []))} (shared)"
+        elif m.method == "regression":
+            cost = f"{int(m.params.get('runs', 0)) + 1}"
+        else:
+            cost = "1"
+        rho = [x.diagnostics.get("cv_spearman_mean") for x in mixes]
+        rho = [r for r in rho if r is not None and np.isfinite(r)]
+        out[name] = {"trainings": cost,
+                     "cv_spearman": float(np.mean(rho)) if rho else None}
+        if m.method == "auto":
+            chosen: dict[str, int] = {}
+            for x in mixes:
+                chosen[x.params["chosen"]] = chosen.get(x.params["chosen"], 0) + 1
+            out[name]["chosen"] = chosen
+    return out
+
+
 def summarise_seeds(roots: dict[int, Path], strategies: list[str],
                     out: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
     """The paired summary over finished seed runs (seed -> run directory); ``strategies``
@@ -221,6 +249,7 @@ def summarise_seeds(roots: dict[int, Path], strategies: list[str],
         "checks": {str(k): v for k, v in checks.items()},
         "redundancy_check": redundancy_check(rows),
         "group_mass": group_mass_summary(roots, strategies),
+        "costs": training_costs(roots, strategies),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "score",
     "affinity",
     "solve",
+    "runs",
     "sample",
     "pipeline",
 )

@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from taskpgm.config import Config, StrategyConfig, expert_settings, scoring_settings
+from taskpgm.config import (
+    Config,
+    StrategyConfig,
+    auto_candidates,
+    expert_settings,
+    scoring_settings,
+)
 from taskpgm.errors import ConfigError, InputError, TaskPGMError
 from taskpgm.io import atomic_write_json, read_json, sha256_file
 from taskpgm.mixture.record import Mixture
@@ -220,6 +226,14 @@ def preflight(ctx: PipelineContext) -> None:
         if st.method == "mixmin":
             targets += _named(lambda st=st: mixmin_targets(ctx, st.params.get("targets", "heldout")),
                               f"strategies[{i}].params.targets")
+        elif st.method in ("auto", "regression"):
+            # Validation targets need probe examples but no scores (auto scores its models).
+            for name in _named(lambda st=st: mixmin_targets(ctx, st.params.get("targets",
+                                                                                "heldout")),
+                               f"strategies[{i}].params.targets"):
+                if pool.task(name).count("probe") < 1:
+                    raise InputError(f"{pool.split_path(name, 'probe')}: validation task "
+                                     f"{name!r} of strategy {st.name!r} has no probe examples")
     if cfg.scoring.fraction < 1 and (bad := sorted(set(targets) & set(train))):
         raise InputError(f"scoring.fraction < 1 leaves (expert, training task) pairs unscored, "
                          f"but training task {bad[0]!r} is a target (mixture.targets or a "
@@ -237,8 +251,8 @@ def preflight(ctx: PipelineContext) -> None:
     main = StrategyConfig(name="mixture", method="taskpgm", params={})
     for field, st in [("mixture", main), *((f"strategies[{i}] ({s.name})", s)
                                            for i, s in enumerate(cfg.strategies))]:
-        if st.method in ("mixmin", "dirichlet"):
-            continue  # MixMin needs the scores; its targets are checked above
+        if st.method in ("mixmin", "dirichlet", "auto", "regression"):
+            continue  # they need scores or trained models; their targets are checked above
         try:
             solve_strategy(ctx, st, dry=True)
         except TaskPGMError as exc:
@@ -542,6 +556,117 @@ def stage_strategy_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> No
     mix.save(path)
 
 
+def validation_split(ctx: PipelineContext, targets: list[str]) -> dict[str, list]:
+    """The targets' probe examples, refused if one is also an evaluation example (D19)."""
+    from taskpgm.mixture.auto import disjoint_ids
+
+    pool, split = ctx.pool(), ctx.cfg.evaluate.split
+    validation = {t: pool.examples(t, "probe") for t in targets}
+    disjoint_ids({t: [e.id for e in ex] for t, ex in validation.items()},
+                 {t: [e.id for e in pool.examples(t, split)]
+                  for t in targets if pool.task(t).count(split)})
+    return validation
+
+
+def validation_scores(ctx: PipelineContext, models: dict[str, Path],
+                      validation: dict[str, list]) -> dict[str, dict[str, tuple]]:
+    """model name -> task -> (logprob, n_tokens) of each validation example."""
+    from taskpgm.models.load import cpu_threads_for, load_model
+    from taskpgm.models.scoring import ScoreSettings, score_pairs
+
+    cfg = ctx.cfg
+    settings = ScoreSettings(prompt_format=cfg.model.prompt_format, separator=cfg.model.separator)
+    per: dict[str, dict[str, tuple]] = {}
+    for name, model_dir in models.items():
+        loaded = load_model(model_dir)
+        with cpu_threads_for(loaded.model, loaded.device):
+            per[name] = {}
+            for t, examples in validation.items():
+                scored = score_pairs(loaded, examples, settings,
+                                     max_batch_tokens=cfg.evaluate.max_batch_tokens)
+                per[name][t] = (scored.logprob, scored.n_tokens)
+    return per
+
+
+def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
+    """``auto`` (D19): score every candidate's trained model on the validation split (the
+    targets' probe examples, never the evaluation split) and keep the mixture of the one
+    with the lowest validation loss per token, with every candidate's figures."""
+    from taskpgm.mixture.auto import select
+
+    cfg = ctx.cfg
+    names = auto_candidates(cfg, strategy)
+    targets = mixmin_targets(ctx, strategy.params.get("targets", "heldout"))
+    validation = validation_split(ctx, targets)
+    per = validation_scores(ctx, {n: ctx.paths.model(n) for n in names}, validation)
+    reference = next((n for n in names if cfg.strategy(n).method == "uniform"), None)
+    sel = select(per, reference=reference, seed=cfg.run.seed)
+    chosen = Mixture.load(ctx.paths.strategy_mixture(sel.chosen))
+    mix = Mixture("auto", chosen.tasks, chosen.weights,
+                  params={"strategy": strategy.name, "chosen": sel.chosen, "candidates": names,
+                          "validation": {"split": "probe", "tasks": targets}},
+                  diagnostics={"validation_loss": sel.losses, "reference": sel.reference,
+                               "margin_to_reference": {n: {"mean": m, "low": lo, "high": hi}
+                                                       for n, (m, lo, hi) in sel.margins.items()}})
+    mix.save(ctx.paths.strategy_mixture(strategy.name))
+
+
+def regression_runs(ctx: PipelineContext, strategy: StrategyConfig) -> int:
+    """Proxy runs of a ``regression`` strategy: ``params.runs``, else 4 per training task."""
+    return int(strategy.params.get("runs") or 4 * len(ctx.train_task_names()))
+
+
+def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
+    """``regression`` (RegMix / olmix): train N proxies on mixtures drawn around the task
+    sizes (each proxy like a strategy's model: same base, budget, sampler, trainer;
+    finished ones are kept on a resume), score them on the validation split, fit the
+    log-linear law per validation task and minimise its mean (taskpgm.mixture.regression).
+    The proxy runs are kept in olmix's layout under proxies/<name>/."""
+    from taskpgm.mixture.auto import task_losses
+    from taskpgm.mixture.regression import ProxyRuns, design_runs, regression_weights, save_runs
+    from taskpgm.models.train import is_finished, train_model
+    from taskpgm.sample import materialise
+
+    cfg = ctx.cfg
+    pool = ctx.pool()
+    train = ctx.train_task_names()
+    sizes = np.array([pool.task(t).count("train") for t in train], dtype=np.float64)
+    n_runs = regression_runs(ctx, strategy)
+    designs = design_runs(sizes, n_runs, seed=cfg.run.seed)
+    root = ctx.paths.root / "proxies" / strategy.name
+    models = {}
+    for k, w in enumerate(designs):
+        run = root / f"run{k:04d}"
+        models[run.name] = run / "model"
+        if is_finished(run / "model"):
+            continue
+        seed = int(np.random.SeedSequence([cfg.run.seed, 7919, k]).generate_state(1)[0])
+        materialise(pool, Mixture("proxy", train, w), cfg.sample.budget, run / "data",
+                    seed=seed, allocation=cfg.sample.allocation,
+                    max_epochs=cfg.sample.max_epochs, separator=cfg.model.separator)
+        train_model(ctx.base_dir, run / "data", run / "model",
+                    config=finetune_config(ctx, cfg.train, seed), progress=ctx.progress,
+                    description=f"proxy {k + 1}/{n_runs} of {strategy.name}")
+    targets = mixmin_targets(ctx, strategy.params.get("targets", "heldout"))
+    per = validation_scores(ctx, models, validation_split(ctx, targets))
+    values = np.array([task_losses(per[r]) for r in models])  # [N, targets]
+    runs = ProxyRuns(list(models), train, designs, [f"loss:{t}" for t in targets], values)
+    save_runs(root, runs)
+    caps = None
+    if cfg.mixture.max_epochs is not None:
+        caps = np.minimum(cfg.mixture.max_epochs * sizes / cfg.sample.budget, 1.0)
+    fit = regression_weights(runs, prior=sizes, kl=float(strategy.params.get("kl", 0.05)),
+                             caps=caps, seed=cfg.run.seed)
+    mix = Mixture("regression", train, fit.weights,
+                  params={"strategy": strategy.name, "runs": n_runs,
+                          "kl": float(strategy.params.get("kl", 0.05)), "prior": "sizes",
+                          "validation": {"split": "probe", "tasks": targets}},
+                  diagnostics={"proxy_trainings": n_runs, "cv_spearman": fit.spearman,
+                               "cv_spearman_mean": float(np.nanmean(list(fit.spearman.values())))
+                               if fit.spearman else None})
+    mix.save(ctx.paths.strategy_mixture(strategy.name))
+
+
 def replicate_seed(ctx: PipelineContext, name: str) -> int:
     """The sampling/training seed of a strategy: the run seed, or for a ``replicate: k``
     strategy (k >= 1) a seed derived from both, distinct for every k."""
@@ -671,7 +796,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
         mix_payload["utilities_sha256"] = _file_sha256(cfg.mixture.utilities)
     stages.append(Stage("mixture", lambda: stage_main_mixture(ctx), mix_payload,
                         deps=mix_deps, outputs=("mixture.json",)))
-    for st in cfg.strategies:
+    # auto strategies last: their mixtures need the other strategies' trained models.
+    for st in sorted(cfg.strategies, key=lambda s: s.method == "auto"):
         s_payload = {"strategy": st.model_dump(mode="json"), "budget": cfg.sample.budget,
                      "seed": seed}
         if st.method in ("taskpgm", "taskpgm-paper"):
@@ -683,9 +809,37 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
             s_payload["weights_sha256"] = _file_sha256(st.params["weights"])
         # MixMin reads the scores directly, not only through the affinity.
         s_deps = mix_deps + ("scores",) if st.method == "mixmin" else mix_deps
-        stages.append(Stage(f"mixture:{st.name}", _bind(stage_strategy_mixture, ctx, st),
-                            s_payload, deps=s_deps,
-                            outputs=(f"mixtures/{st.name}.json",)))
+        make_mixture = stage_strategy_mixture
+        if st.method == "auto":
+            # Chooses among the candidates' trained models (D19): after their training.
+            cands = auto_candidates(cfg, st)
+            s_payload.update(candidates=cands, model=cfg.section("model"),
+                             max_batch_tokens=cfg.evaluate.max_batch_tokens,
+                             evaluate_split=cfg.evaluate.split)
+            s_deps = ("pool", *(f"train:{c}" for c in cands))
+            make_mixture = stage_auto_mixture
+        outputs: tuple[str, ...] = (f"mixtures/{st.name}.json",)
+        if st.method == "regression":
+            # Trains its own proxies (resumable: finished proxies are kept).
+            s_payload.update(sample=cfg.section("sample"), train=cfg.section("train"),
+                             model=cfg.section("model"), mixture=cfg.section("mixture"),
+                             max_batch_tokens=cfg.evaluate.max_batch_tokens,
+                             evaluate_split=cfg.evaluate.split)
+            s_deps = ("pool", "base")
+            make_mixture = stage_regression_mixture
+            outputs = (f"proxies/{st.name}", *outputs)
+        note = None
+        if st.method == "auto":
+            note = (lambda _up, n=len(cands): f"auto: chooses among {n} strategies' trained "
+                    f"models by validation loss (their {n} trainings are their own stages; "
+                    "no extra training)")
+        elif st.method == "regression":
+            note = (lambda _up, st=st: f"regression: trains {regression_runs(ctx, st)} proxy "
+                    "models (each like one strategy's training), then fits and minimises "
+                    "the log-linear law")
+        stages.append(Stage(f"mixture:{st.name}", _bind(make_mixture, ctx, st),
+                            s_payload, deps=s_deps, outputs=outputs, describe=note,
+                            resumable=st.method == "regression"))
         stages.append(Stage(f"data:{st.name}", _bind(stage_data, ctx, st.name),
                             {"sample": cfg.section("sample"), "seed": seed,
                              "separator": cfg.model.separator},

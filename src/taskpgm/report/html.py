@@ -258,6 +258,51 @@ def _estimated_caption(aff, estimated, mixtures: dict[str, Mixture]) -> str:
     return f'<p class="caption">{html.escape(how, quote=False)}</p>'
 
 
+def _auto_tables(mixtures: dict[str, Mixture]) -> list[str]:
+    """Per ``auto`` strategy: every candidate's validation loss and paired margin to
+    uniform, the chosen one marked (D19); per ``regression`` strategy: its proxy count and
+    the fit's held-out rank correlation."""
+    parts = []
+    for name, mix in mixtures.items():
+        if mix.method == "regression" and "cv_spearman" in mix.diagnostics:
+            rho = mix.diagnostics["cv_spearman"]
+            rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{_fmt(r, 3)}</td></tr>"
+                           for m, r in rho.items())
+            parts += [f"<h2>Regression mixer: {html.escape(name)}</h2>",
+                      f"<p>{mix.diagnostics.get('proxy_trainings', '?')} proxy trainings; "
+                      "per validation task, the rank correlation between the fitted law's "
+                      "predictions and the measured losses of held-out proxy runs (5-fold). "
+                      "Below about 0.5 the fit cannot rank mixtures and its choice is not "
+                      "to be trusted.</p>",
+                      f"<table><tr><th>metric</th><th>held-out Spearman</th></tr>{rows}</table>"]
+            continue
+        if mix.method != "auto":
+            continue
+        losses = mix.diagnostics.get("validation_loss", {})
+        margins = mix.diagnostics.get("margin_to_reference", {})
+        ref = mix.diagnostics.get("reference")
+        val = mix.params.get("validation", {})
+        rows = []
+        for cand, loss in sorted(losses.items(), key=lambda kv: kv[1]):
+            m = margins.get(cand)
+            margin = "-" if m is None else (f"{m['mean']:+.4f} [{m['low']:+.4f}, "
+                                            f"{m['high']:+.4f}]")
+            mark = " (chosen)" if cand == mix.params.get("chosen") else ""
+            rows.append(f"<tr><td>{html.escape(cand + mark)}</td><td>{loss:.4f}</td>"
+                        f"<td>{margin}</td></tr>")
+        parts += [f"<h2>Validation-selected mixture: {html.escape(name)}</h2>",
+                  f"<p>{len(losses)} candidates, each trained once by its own strategy on "
+                  f"this run's budget ({len(losses)} proxy trainings); validated on the "
+                  f"{html.escape(str(val.get('split', 'probe')))} split of "
+                  f"{len(val.get('tasks', []))} tasks, never on the evaluation split. "
+                  "Lowest validation loss per token wins. Margin: loss minus "
+                  f"{html.escape(str(ref))}'s, 95% paired bootstrap interval over validation "
+                  "examples (the training noise of each proxy is not in it).</p>",
+                  "<table><tr><th>candidate</th><th>validation loss/token</th>"
+                  f"<th>margin to {html.escape(str(ref))}</th></tr>{''.join(rows)}</table>"]
+    return parts
+
+
 def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/report/*.png``; return the HTML path."""
     out_dir = Path(out_dir)
@@ -303,6 +348,7 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
         parts += ["<h2>Mixtures</h2>", _img("mixtures", pngs["mixtures"]),
                   "<details><summary>weights table</summary>", _mixture_table(inp, order),
                   "</details>"]
+        parts += _auto_tables(inp.mixtures)
     for fig_name, gm, note in views:
         kind = "family" if fig_name == "family_mass" or gm is None else "cluster"
         parts += [f"<h2>Mass per {kind}</h2>", f"<p>{html.escape(note)}</p>"]

@@ -1,0 +1,98 @@
+"""Choosing among trained mixtures by a validation split (the strategy ``auto``, D19).
+
+Every candidate's proxy model has been scored on the same validation examples: per task,
+the summed log-probability of each example's response and its number of response tokens.
+A model's validation loss is the mean over tasks of each task's loss per token (every task
+counts once, as in the evaluation). The candidate with the lowest loss wins; ties go to the
+earlier candidate. Each candidate's margin to a reference (``uniform``) comes with a paired
+bootstrap interval over validation examples (resampled within each task, the same draw for
+both models), so the report can say how clear the choice was.
+
+Only numpy: the pipeline (taskpgm.pipeline.stages) does the scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from taskpgm.errors import InputError
+
+# Per candidate, per task: (logprob [m], n_tokens [m]) over the same m examples.
+TaskScores = tuple[np.ndarray, np.ndarray]
+
+BOOTSTRAP = 2000
+
+
+@dataclass
+class Selection:
+    chosen: str
+    losses: dict[str, float]  # candidate -> validation loss per token (mean over tasks)
+    # candidate -> (mean margin to the reference, low, high): negative = better
+    margins: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    reference: str | None = None
+
+
+def task_losses(scores: Mapping[str, TaskScores], idx: Mapping[str, np.ndarray] | None = None
+                ) -> np.ndarray:
+    """Loss per token of each task (optionally on resampled example indices)."""
+    out = []
+    for task, (lp, nt) in scores.items():
+        sel = slice(None) if idx is None else idx[task]
+        tokens = float(np.sum(nt[sel]))
+        if tokens <= 0:
+            raise InputError(f"validation task {task!r}: no response tokens to score")
+        out.append(-float(np.sum(lp[sel])) / tokens)
+    return np.asarray(out)
+
+
+def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
+           reference: str | None = "uniform", seed: int = 0,
+           bootstrap: int = BOOTSTRAP, level: float = 0.95) -> Selection:
+    """The lowest mean validation loss wins (D19); margins to ``reference`` with paired
+    bootstrap intervals. Every candidate must be scored on the same tasks and examples."""
+    names = list(per_candidate)
+    if not names:
+        raise InputError("auto: no candidates to choose from")
+    tasks = list(per_candidate[names[0]])
+    if not tasks:
+        raise InputError("auto: no validation tasks")
+    for n in names:
+        if list(per_candidate[n]) != tasks:
+            raise InputError(f"auto: candidate {n!r} was scored on other tasks")
+        for t in tasks:
+            if len(per_candidate[n][t][0]) != len(per_candidate[names[0]][t][0]):
+                raise InputError(f"auto: candidate {n!r} has another number of validation "
+                                 f"examples on {t!r}")
+    losses = {n: float(np.mean(task_losses(per_candidate[n]))) for n in names}
+    best = min(losses.values())
+    chosen = next(n for n in names if losses[n] == best)  # ties: the earlier candidate
+    sel = Selection(chosen, losses)
+    if reference is None or reference not in per_candidate:
+        return sel
+    sel.reference = reference
+    rng = np.random.default_rng(seed)
+    sizes = {t: len(per_candidate[reference][t][0]) for t in tasks}
+    draws = [{t: rng.integers(0, m, m) for t, m in sizes.items()} for _ in range(bootstrap)]
+    ref_boot = np.array([np.mean(task_losses(per_candidate[reference], d)) for d in draws])
+    alpha = (1 - level) / 2
+    for n in names:
+        if n == reference:
+            continue
+        boot = np.array([np.mean(task_losses(per_candidate[n], d)) for d in draws]) - ref_boot
+        lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+        sel.margins[n] = (losses[n] - losses[reference], float(lo), float(hi))
+    return sel
+
+
+def disjoint_ids(validation: Mapping[str, Sequence[str]],
+                 evaluation: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a validation example that is also an evaluation example of its task."""
+    for task, ids in validation.items():
+        both = set(ids) & set(evaluation.get(task, ()))
+        if both:
+            raise InputError(f"auto: validation example {sorted(both)[0]!r} of task {task!r} "
+                             "is also in the evaluation split; the evaluation split never "
+                             "chooses a mixture")

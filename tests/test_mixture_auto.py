@@ -1,0 +1,144 @@
+"""`auto` (D19): the mixture whose trained model has the lowest validation loss, with
+paired bootstrap margins to uniform; the validation split never meets the evaluation
+split; the config refuses what it cannot run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from taskpgm.config import config_from_dict
+from taskpgm.errors import ConfigError, InputError
+from taskpgm.mixture.auto import disjoint_ids, select, task_losses
+
+
+def _scores(per_example_loss: list[float], tokens: list[int]):
+    nt = np.asarray(tokens)
+    return (-np.asarray(per_example_loss) * nt, nt)
+
+
+def test_loss_is_the_mean_over_tasks_of_each_tasks_loss_per_token():
+    # Task a: (2*1 + 4*3) / (1 + 3) = 3.5 per token; task b: 1.0. Mean over tasks: 2.25,
+    # not the pooled (2 + 12 + 2) / 6 = 2.67: every task counts once, as in evaluation.
+    scores = {"a": _scores([2.0, 4.0], [1, 3]), "b": _scores([1.0, 1.0], [1, 1])}
+    assert np.allclose(task_losses(scores), [3.5, 1.0])
+    sel = select({"only": scores}, reference=None)
+    assert sel.chosen == "only" and np.isclose(sel.losses["only"], 2.25)
+
+
+def test_the_lowest_validation_loss_wins_and_ties_go_to_the_earlier_candidate():
+    a = {"t": _scores([1.0, 2.0], [1, 1])}
+    b = {"t": _scores([0.5, 2.0], [1, 1])}
+    assert select({"uniform": a, "b": b}).chosen == "b"
+    assert select({"uniform": a, "same": a}).chosen == "uniform"
+    assert select({"same": a, "uniform": a}).chosen == "same"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(-0.5, 0.5))
+def test_margins_are_paired_and_bracket_the_observed_margin(seed, shift):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.5, 3.0, size=40)
+    tokens = rng.integers(1, 6, size=40)
+    ref = {"t": _scores(list(base), list(tokens))}
+    # The same examples, each shifted by the same amount: a paired bootstrap has no
+    # spread at all, however large the examples' own spread.
+    cand = {"t": _scores(list(base + shift), list(tokens))}
+    sel = select({"uniform": ref, "c": cand}, seed=seed, bootstrap=200)
+    m, lo, hi = sel.margins["c"]
+    assert np.isclose(m, shift) and np.isclose(lo, shift) and np.isclose(hi, shift)
+    noisy = {"t": _scores(list(base + shift + rng.normal(0, 0.3, 40)), list(tokens))}
+    m, lo, hi = select({"uniform": ref, "c": noisy}, seed=seed, bootstrap=200).margins["c"]
+    assert lo <= m <= hi and hi - lo > 0
+
+
+def test_candidates_scored_on_other_tasks_or_examples_are_refused():
+    a = {"t": _scores([1.0, 2.0], [1, 1])}
+    with pytest.raises(InputError, match="other tasks"):
+        select({"uniform": a, "b": {"u": _scores([1.0, 2.0], [1, 1])}})
+    with pytest.raises(InputError, match="number of validation"):
+        select({"uniform": a, "b": {"t": _scores([1.0], [1])}})
+    with pytest.raises(InputError, match="no candidates"):
+        select({})
+
+
+def test_a_validation_example_in_the_evaluation_split_is_refused():
+    disjoint_ids({"t": ["t:probe:1"]}, {"t": ["t:eval:1"]})
+    with pytest.raises(InputError, match="'x' of task 't' is also in the evaluation split"):
+        disjoint_ids({"t": ["x", "y"]}, {"t": ["x"]})
+
+
+def _cfg(strategies, **extra):
+    return config_from_dict({"strategies": strategies, **extra}, "cfg.yaml")
+
+
+def test_config_checks_auto_before_any_work():
+    uni = {"name": "uniform", "method": "uniform"}
+    ok = _cfg([{"name": "a", "method": "auto"}, uni,
+               {"name": "r", "method": "uniform", "params": {"replicate": 1}},
+               {"name": "d", "method": "dirichlet"}, {"name": "t", "method": "taskpgm"}])
+    from taskpgm.config import auto_candidates
+
+    # Default candidates: neither random, nor replicates, nor auto itself.
+    assert auto_candidates(ok, ok.strategy("a")) == ["uniform", "t"]
+    for strategies, extra, msg in [
+        ([{"name": "a", "method": "auto", "params": {"candidates": ["nope"]}}, uni], {},
+         r"strategies\[0\].params.candidates .*no strategy named 'nope'"),
+        ([{"name": "a", "method": "auto", "params": {"candidates": ["b"]}},
+          {"name": "b", "method": "auto"}, uni], {}, "'b' is itself an auto strategy"),
+        ([{"name": "a", "method": "auto", "params": {"candidates": "uniform"}}, uni], {},
+         "a non-empty list of strategy names"),
+        ([{"name": "a", "method": "auto", "params": {"candidats": ["uniform"]}}, uni], {},
+         "unknown param 'candidats'"),
+        ([{"name": "a", "method": "auto"}], {}, "no other strategy to choose among"),
+        ([{"name": "a", "method": "auto"}, uni], {"evaluate": {"split": "probe"}},
+         "evaluate.split cannot be 'probe'"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            _cfg(strategies, **extra)
+
+
+@pytest.mark.slow
+def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path):
+    pytest.importorskip("torch")
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.pipeline import run_pipeline
+    from taskpgm.report.records import ModelEval
+    from taskpgm.tasks.pool import Pool
+
+    cfg = config_from_dict({
+        "run": {"dir": str(tmp_path / "run")},
+        "model": {"tiny": {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 128}},
+        "experts": {"steps": 3, "batch_size": 8}, "sample": {"budget": 200},
+        "train": {"steps": 5, "batch_size": 8}, "evaluate": {"max_examples": 20},
+        "report": {"enabled": False},
+        "strategies": [{"name": "best", "method": "auto"},
+                       {"name": "uniform", "method": "uniform"},
+                       {"name": "size", "method": "size"},
+                       {"name": "fb", "method": "family-balanced"}],
+    })
+    run_pipeline(cfg, progress=False)
+    root = tmp_path / "run"
+    mix = Mixture.load(root / "mixtures" / "best.json")
+    losses = mix.diagnostics["validation_loss"]
+    assert set(losses) == {"uniform", "size", "fb"}
+    assert mix.params["chosen"] == min(losses, key=losses.get)
+    chosen = Mixture.load(root / "mixtures" / f"{mix.params['chosen']}.json")
+    assert chosen.tasks == mix.tasks and np.array_equal(chosen.weights, mix.weights)
+    # The margins are to uniform, and uniform has none to itself.
+    assert set(mix.diagnostics["margin_to_reference"]) == {"size", "fb"}
+    # Validated on the held-out tasks' probe examples, evaluated on their eval examples:
+    # not one example in both.
+    pool = Pool.load(root / "pool")
+    assert mix.params["validation"]["tasks"] == [t.name for t in pool.heldout_tasks()]
+    for t in mix.params["validation"]["tasks"]:
+        probe = {e.id for e in pool.examples(t, "probe")}
+        evals = {e.id for e in pool.examples(t, "eval")}
+        assert probe and evals and not probe & evals
+    # Same mixture, same seeds: auto's model is the chosen candidate's, evaluation too.
+    a = ModelEval.load(root / "eval" / "best.json").by_task()
+    b = ModelEval.load(root / "eval" / f"{mix.params['chosen']}.json").by_task()
+    assert {t: r.loss_per_token for t, r in a.items()} == {t: r.loss_per_token
+                                                          for t, r in b.items()}

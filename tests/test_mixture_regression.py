@@ -1,0 +1,233 @@
+"""The regression mixer (RegMix / olmix log-linear): the fit recovers a known law, the
+optimum matches a brute-force grid, olmix-style CSVs round-trip and bad cells are one
+line naming file, row and column."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from taskpgm.errors import InputError
+from taskpgm.mixture.regression import (
+    LogLinearLaw,
+    ProxyRuns,
+    cross_validated_spearman,
+    design_runs,
+    fit_log_linear,
+    load_runs,
+    minimise_laws,
+    regression_weights,
+    save_runs,
+)
+
+
+def _known(n=4, runs=40, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    law = LogLinearLaw(math.log(1.2), np.array([-1.5, 0.4, -0.3, 0.8])[:n])
+    W = design_runs(np.ones(n), runs, seed=seed)
+    y = law.predict(W) + rng.normal(0, noise, runs)
+    return law, W, y
+
+
+def test_the_fit_recovers_a_known_log_linear_law():
+    law, W, y = _known()
+    fit = fit_log_linear(W, y)
+    # t is identified only up to a constant (weights sum to 1 and exp(t.p) has no
+    # intercept: adding a to every t_i multiplies exp(t.p) by e^a); compare predictions on
+    # fresh mixtures and the floor.
+    fresh = design_runs(np.ones(4), 50, seed=99)
+    assert np.allclose(fit.predict(fresh), law.predict(fresh), rtol=1e-4)
+    assert abs(fit.log_c - law.log_c) < 1e-3
+
+
+def test_the_huber_fit_ignores_an_outlier_run():
+    law, W, y = _known(runs=30, noise=0.002)
+    y[3] += 2.0  # one broken proxy run
+    fit = fit_log_linear(W, y, delta=0.01)
+    fresh = design_runs(np.ones(4), 50, seed=98)
+    assert np.max(np.abs(fit.predict(fresh) - law.predict(fresh))) < 0.02
+
+
+def test_held_out_rank_correlation_is_high_for_a_true_law_and_low_for_noise():
+    _, W, y = _known(runs=30, noise=0.001)
+    assert cross_validated_spearman(W, y[:, None])[0] > 0.9
+    noise = np.random.default_rng(1).normal(2.0, 0.1, 30)
+    assert cross_validated_spearman(W, noise[:, None])[0] < 0.6
+
+
+def test_the_mixture_matches_a_brute_force_grid_on_three_tasks():
+    laws = [LogLinearLaw(0.0, np.array([-1.0, 0.5, 0.2])),
+            LogLinearLaw(-0.5, np.array([0.3, -0.8, 0.1]))]
+    prior = np.array([0.5, 0.3, 0.2])
+    kl = 0.05
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 401) for b in np.linspace(0, 1, 401)
+            if a + b <= 1]
+    P = np.array(grid)
+
+    def objective(P):
+        Pc = np.maximum(P, 1e-12)
+        return (np.mean([law.predict(P) for law in laws], axis=0)
+                + kl * np.sum(Pc * np.log(Pc / prior), axis=1))
+
+    best = P[np.argmin(objective(P))]
+    w = minimise_laws(laws, prior, kl=kl)
+    assert np.isclose(w.sum(), 1) and (w >= 0).all()
+    assert objective(w[None])[0] <= objective(best[None])[0] + 1e-6
+    assert np.abs(w - best).sum() < 0.01
+    capped = minimise_laws(laws, prior, kl=kl, caps=np.array([0.2, 1.0, 1.0]))
+    assert capped[0] <= 0.2 + 1e-9 and np.isclose(capped.sum(), 1)
+    with pytest.raises(InputError, match="caps sum"):
+        minimise_laws(laws, prior, caps=np.array([0.2, 0.2, 0.2]))
+
+
+def test_design_draws_around_the_prior_with_a_floor_and_the_same_seed_same_runs():
+    prior = np.array([100.0, 10.0, 1.0, 1.0])
+    W = design_runs(prior, 20, seed=3)
+    assert W.shape == (20, 4) and np.allclose(W.sum(axis=1), 1)
+    assert (W >= 0.1 / 4 / 1.1).all()  # floored (then renormalised)
+    assert np.array_equal(W, design_runs(prior, 20, seed=3))
+    assert not np.array_equal(W, design_runs(prior, 20, seed=4))
+
+
+def test_runs_round_trip_and_fit_end_to_end(tmp_path):
+    law, W, y = _known(runs=12)
+    runs = ProxyRuns([f"r{i}" for i in range(12)], ["a", "b", "c", "d"], W, ["loss"],
+                     y[:, None], [f"run {i}" for i in range(12)])
+    save_runs(tmp_path, runs)
+    back = load_runs(tmp_path)
+    assert back.run_ids == runs.run_ids and back.names == runs.names
+    assert back.tasks == runs.tasks and back.metrics == ["loss"]
+    assert np.array_equal(back.weights, runs.weights) and np.array_equal(back.values,
+                                                                           runs.values)
+    fit = regression_weights(back)
+    # The law's own minimiser is near the task with the most negative t (a); with the KL
+    # term towards uniform it keeps every task.
+    assert fit.weights.argmax() == 0 and (fit.weights > 0).all() and fit.n_runs == 12
+    assert fit.spearman["loss"] > 0.8
+
+
+@pytest.mark.parametrize("ratios, metrics, msg", [
+    ("run_id,a,b\nr1,0.5,0.5\n", "run_id,loss\nr1,x\n", r"metrics.csv: row 1, column 'loss': not a number"),
+    ("run_id,a,b\nr1,0.5,0.6\n", "run_id,loss\nr1,1\n", r"ratios.csv: row 1: weights sum to 1.1000"),
+    ("run_id,a,b\nr1,1.5,-0.5\n", "run_id,loss\nr1,1\n", r"ratios.csv: row 1, column 'b': negative"),
+    ("run_id,a,b\nr1,0.5,0.5\nr2,0.5,0.5\n", "run_id,loss\nr1,1\n", r"row 2: run 'r2' has no row"),
+    ("run_id,a,b\nr1,0.5,0.5\n", "run_id,loss\nr1,1\nr9,2\n", r"run 'r9' has no row in ratios"),
+    ("run_id,a,b\nr1,0.5,0.5\nr1,0.5,0.5\n", "run_id,loss\nr1,1\n", "appears twice"),
+    ("id,a,b\nr1,0.5,0.5\n", "run_id,loss\nr1,1\n", "no 'run_id' column"),
+    ("run_id,a,b\nr1,0.5,0.5\n", "run_id,loss\nr1,nan\n", "missing or not finite"),
+])
+def test_bad_runs_are_one_line_naming_file_row_and_column(tmp_path, ratios, metrics, msg):
+    (tmp_path / "ratios.csv").write_text(ratios)
+    (tmp_path / "metrics.csv").write_text(metrics)
+    with pytest.raises(InputError, match=msg):
+        load_runs(tmp_path)
+
+
+def test_missing_files_and_unknown_metrics_are_refused(tmp_path):
+    with pytest.raises(InputError, match="ratios.csv: not found"):
+        load_runs(tmp_path)
+    runs = ProxyRuns(["a", "b"], ["x", "y"], [[0.5, 0.5], [0.2, 0.8]], ["m"], [[1.0], [2.0]])
+    with pytest.raises(InputError, match="no metric 'nope'"):
+        regression_weights(runs, metrics=["nope"])
+
+
+def test_cli_designs_fits_and_refuses_bad_input(tmp_path, cli):
+    import csv
+    import json
+
+    code, out, _ = cli("runs", "design", "--tasks", "a,b,c,d", "--runs", "24",
+                       "--out", tmp_path / "runs")
+    assert code == 0 and not (tmp_path / "runs" / "metrics.csv").exists()
+    rows = list(csv.DictReader((tmp_path / "runs" / "ratios.csv").open()))
+    assert len(rows) == 24 and list(rows[0])[:2] == ["run_id", "name"]
+    law = _known()[0]
+    W = np.array([[float(r[t]) for t in "abcd"] for r in rows])
+    with (tmp_path / "runs" / "metrics.csv").open("w") as f:
+        f.write("run_id,loss\n" + "".join(f"{r['run_id']},{float(v)!r}\n"
+                                           for r, v in zip(rows, law.predict(W))))
+    code, out, err = cli("runs", "fit", tmp_path / "runs", "--out", tmp_path / "mix.json")
+    assert code == 0, err
+    mix = json.loads((tmp_path / "mix.json").read_text())
+    assert mix["method"] == "regression" and mix["tasks"] == ["a", "b", "c", "d"]
+    assert mix["diagnostics"]["cv_spearman"]["loss"] > 0.9
+    assert np.argmax(mix["weights"]) == 0  # the law rewards task a most
+    # Bad input: one line, exit 2, nothing written.
+    code, _, err = cli("runs", "fit", tmp_path / "runs", "--metric", "acc",
+                       "--out", tmp_path / "other.json")
+    assert code == 2 and "no metric 'acc'" in err and not (tmp_path / "other.json").exists()
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("runs", "design", "--runs", "3", "--out", tmp_path / "x")
+    assert code == 2 and "--pool POOL or --tasks" in err
+    code, _, err = cli("runs", "fit", tmp_path / "runs", "--max-epochs", "2")
+    assert code == 2 and "--max-epochs needs --pool" in err
+
+
+def _reg_config(tmp_path, runs=4):
+    from taskpgm.config import config_from_dict
+
+    return config_from_dict({
+        "run": {"dir": str(tmp_path / "run")},
+        "model": {"tiny": {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 128}},
+        "experts": {"steps": 2, "batch_size": 8}, "sample": {"budget": 120},
+        "train": {"steps": 3, "batch_size": 8}, "evaluate": {"max_examples": 10},
+        "report": {"enabled": False},
+        "strategies": [{"name": "uniform", "method": "uniform"},
+                       {"name": "reg", "method": "regression", "params": {"runs": runs}}],
+    })
+
+
+def test_config_checks_regression_params_before_any_work():
+    from taskpgm.config import config_from_dict
+    from taskpgm.errors import ConfigError
+
+    for params, msg in [({"runs": 1}, "at least 2 proxy runs"),
+                        ({"runs": -3}, r"params.runs .*must be"),
+                        ({"kl": -1}, r"params.kl .*must be"),
+                        ({"proxies": 4}, "unknown param 'proxies'")]:
+        with pytest.raises(ConfigError, match=msg):
+            config_from_dict({"strategies": [{"name": "r", "method": "regression",
+                                              "params": params}]})
+
+
+@pytest.mark.slow
+def test_regression_trains_its_proxies_resumes_and_keeps_them_in_olmix_layout(tmp_path,
+                                                                             monkeypatch):
+    pytest.importorskip("torch")
+    import taskpgm.models.train as train_mod
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.pipeline import run_pipeline
+
+    real = train_mod.train_model
+    calls: list[str] = []
+
+    def failing(base, data, out, **kw):
+        calls.append(str(out))
+        if len([c for c in calls if "proxies" in c]) == 3:
+            raise RuntimeError("killed")
+        return real(base, data, out, **kw)
+
+    monkeypatch.setattr(train_mod, "train_model", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_pipeline(_reg_config(tmp_path), progress=False)
+    monkeypatch.setattr(train_mod, "train_model", real)
+    counted: list[str] = []
+
+    def counting(base, data, out, **kw):
+        counted.append(str(out))
+        return real(base, data, out, **kw)
+
+    monkeypatch.setattr(train_mod, "train_model", counting)
+    run_pipeline(_reg_config(tmp_path), progress=False)
+    # Two proxies had finished before the failure: only the other two are trained again.
+    assert sorted(p.split("/proxies/reg/")[1] for p in counted if "/proxies/" in p) == [
+        "run0002/model", "run0003/model"]
+    root = tmp_path / "run"
+    runs = load_runs(root / "proxies" / "reg")
+    assert runs.run_ids == [f"run{k:04d}" for k in range(4)] and runs.weights.shape[0] == 4
+    assert all(m.startswith("loss:") for m in runs.metrics)
+    mix = Mixture.load(root / "mixtures" / "reg.json")
+    assert mix.method == "regression" and mix.diagnostics["proxy_trainings"] == 4
+    assert np.isclose(mix.weights.sum(), 1) and set(mix.diagnostics["cv_spearman"]) == set(
+        runs.metrics)

@@ -23,10 +23,10 @@ def test_default_strategies_keep_the_reference_beside_the_default():
 
 
 def test_config_methods_are_the_registry_plus_the_pipelines_own():
-    # dirichlet (a random mixture) and auto (chooses among trained strategies) need the
-    # pipeline; every other method is the library's.
+    # dirichlet (a random mixture), auto (chooses among trained strategies) and regression
+    # (trains its own proxies) need the pipeline; every other method is the library's.
     literal = set(StrategyConfig.model_fields["method"].annotation.__args__)
-    assert literal == set(STRATEGIES) | {"dirichlet", "auto"}
+    assert literal == set(STRATEGIES) | {"dirichlet", "auto", "regression"}
 
 
 def test_candidate_params_reach_the_solver_as_the_pipeline_passes_them():
@@ -110,7 +110,7 @@ def test_config_choices_are_the_library_registries():
         (c.PoolConfig, "source"): c.POOL_SOURCES,
         (c.ScoringConfig, "executor"): c.EXECUTORS,
         (c.ExpertsConfig, "executor"): c.EXECUTORS,
-        (c.StrategyConfig, "method"): (*STRATEGIES, "dirichlet"),
+        (c.StrategyConfig, "method"): (*STRATEGIES, *c.PIPELINE_METHODS),
         (c.ModelConfig, "prompt_format"): PROMPT_FORMATS,
         (c.ExpertsConfig, "weights_dtype"): WEIGHTS_DTYPES,
         (c.TrainConfig, "weights_dtype"): WEIGHTS_DTYPES,

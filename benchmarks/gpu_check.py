@@ -149,27 +149,13 @@ def _real_pool(root: Path) -> Path:
 
 
 def _checkpoint(root: Path, kind: str) -> Path:
-    import transformers
-
-    from tokenizer_zoo import byte_level, sentencepiece
+    from tokenizer_zoo import random_checkpoint
 
     size = {"hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 6,
             "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 512}
     if SMOKE:
         size.update(hidden_size=32, intermediate_size=64, num_hidden_layers=1)
-    if kind == "llama":
-        tok = sentencepiece(chat_template=True)
-        cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
-                                       eos_token_id=tok.eos_token_id, **size)
-        model = transformers.LlamaForCausalLM(cfg)
-    else:
-        tok = byte_level(chat_template=True, pad=False)
-        cfg = transformers.Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id, **size)
-        model = transformers.Qwen2ForCausalLM(cfg)
-    out = root / kind
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return random_checkpoint(root / kind, kind, **size)
 
 
 def real_checkpoints(out: Path) -> dict:

@@ -92,7 +92,7 @@ def test_design_draws_around_the_prior_with_a_floor_and_the_same_seed_same_runs(
 
 
 def test_runs_round_trip_and_fit_end_to_end(tmp_path):
-    law, W, y = _known(runs=12)
+    _, W, y = _known(runs=12)
     runs = ProxyRuns([f"r{i}" for i in range(12)], ["a", "b", "c", "d"], W, ["loss"],
                      y[:, None], [f"run {i}" for i in range(12)])
     save_runs(tmp_path, runs)
@@ -147,7 +147,7 @@ def test_cli_designs_fits_and_refuses_bad_input(tmp_path, cli):
     with (tmp_path / "runs" / "metrics.csv").open("w") as f:
         f.write("run_id,loss\n" + "".join(f"{r['run_id']},{float(v)!r}\n"
                                            for r, v in zip(rows, law.predict(W))))
-    code, out, err = cli("runs", "fit", tmp_path / "runs", "--out", tmp_path / "mix.json")
+    code, _, err = cli("runs", "fit", tmp_path / "runs", "--out", tmp_path / "mix.json")
     assert code == 0, err
     mix = json.loads((tmp_path / "mix.json").read_text())
     assert mix["method"] == "regression" and mix["tasks"] == ["a", "b", "c", "d"]

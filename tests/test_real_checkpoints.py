@@ -17,7 +17,7 @@ from taskpgm.models.scoring import ScoreSettings, score_pool
 from taskpgm.models.train import read_train_info, train_experts
 from taskpgm.scores import ScoreTable
 from taskpgm.tasks.importers import import_sources
-from tokenizer_zoo import byte_level, sentencepiece
+from tokenizer_zoo import random_checkpoint
 
 
 def _pool(tmp_path):
@@ -38,20 +38,7 @@ def _pool(tmp_path):
 def _checkpoint(tmp_path, kind):
     small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
              "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 256}
-    if kind == "llama":
-        tok = sentencepiece(chat_template=True)
-        cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
-                                       eos_token_id=tok.eos_token_id, **small)
-        model = transformers.LlamaForCausalLM(cfg)
-    else:
-        tok = byte_level(chat_template=True, pad=False)
-        cfg = transformers.Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
-                                       **small)
-        model = transformers.Qwen2ForCausalLM(cfg)
-    out = tmp_path / kind
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return random_checkpoint(tmp_path / kind, kind, **small)
 
 
 @pytest.mark.slow

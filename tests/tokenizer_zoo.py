@@ -52,3 +52,22 @@ def sentencepiece(chat_template: bool = False, add_eos_token: bool = False):
     if chat_template:
         tok.chat_template = LLAMA2_CHAT
     return tok
+
+
+def random_checkpoint(out, kind: str, **size):
+    """A random-weight Llama (SentencePiece-style tokenizer, Llama-2 chat template, no pad
+    token) or Qwen2 (byte-level BPE, ChatML, no pad token) saved with save_pretrained."""
+    import transformers
+
+    if kind == "llama":
+        tok = sentencepiece(chat_template=True)
+        cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                       eos_token_id=tok.eos_token_id, **size)
+        model = transformers.LlamaForCausalLM(cfg)
+    else:
+        tok = byte_level(chat_template=True, pad=False)
+        cfg = transformers.Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id, **size)
+        model = transformers.Qwen2ForCausalLM(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Annotated
 
@@ -121,7 +123,7 @@ def fit(
         console.print(f"warning: {res.n_runs} runs for {len(runs.tasks) + 1} parameters per "
                       "law: the fit is underdetermined (RegMix uses 4-8x the number of tasks)")
     for m, rho in res.spearman.items():
-        warn = "" if rho == rho and rho >= 0.5 else "  (weak: the fit cannot rank its runs)"
+        warn = "" if not math.isnan(rho) and rho >= 0.5 else "  (weak: the fit cannot rank its runs)"
         console.print(f"held-out rank correlation, {m}: {rho:.3f}{warn}")
     if out is not None:
         mix.save(out)

@@ -93,6 +93,6 @@ def disjoint_ids(validation: Mapping[str, Sequence[str]],
     for task, ids in validation.items():
         both = set(ids) & set(evaluation.get(task, ()))
         if both:
-            raise InputError(f"auto: validation example {sorted(both)[0]!r} of task {task!r} "
+            raise InputError(f"auto: validation example {min(both)!r} of task {task!r} "
                              "is also in the evaluation split; the evaluation split never "
                              "chooses a mixture")

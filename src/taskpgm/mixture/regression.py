@@ -89,6 +89,20 @@ def _number(path: Path, row: int, col: str, value: str | None) -> float:
     return x
 
 
+def _run_ids(path: Path, rows: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
+    """(run_id, row) per row; an empty or repeated run_id is one line naming the row."""
+    out, seen = [], set()
+    for i, r in enumerate(rows, 1):
+        rid = (r.get("run_id") or "").strip()
+        if not rid:
+            raise InputError(f"{path}: row {i}: empty run_id")
+        if rid in seen:
+            raise InputError(f"{path}: row {i}: run_id {rid!r} appears twice")
+        seen.add(rid)
+        out.append((rid, r))
+    return out
+
+
 def load_runs(folder: str | Path) -> ProxyRuns:
     """Read ``ratios.csv`` and ``metrics.csv``; every bad cell is one line naming file,
     row (1 = first data row) and column."""
@@ -102,22 +116,10 @@ def load_runs(folder: str | Path) -> ProxyRuns:
         raise InputError(f"{rpath}: no task columns beside run_id")
     if not metrics:
         raise InputError(f"{mpath}: no metric columns beside run_id")
-    by_id: dict[str, tuple[int, dict[str, str]]] = {}
-    for i, r in enumerate(mrows, 1):
-        rid = (r.get("run_id") or "").strip()
-        if not rid:
-            raise InputError(f"{mpath}: row {i}: empty run_id")
-        if rid in by_id:
-            raise InputError(f"{mpath}: row {i}: run_id {rid!r} appears twice")
-        by_id[rid] = (i, r)
+    by_id = {rid: (i, r) for i, (rid, r) in enumerate(_run_ids(mpath, mrows), 1)}
     ids, names, weights, values = [], [], [], []
     seen: set[str] = set()
-    for i, r in enumerate(rrows, 1):
-        rid = (r.get("run_id") or "").strip()
-        if not rid:
-            raise InputError(f"{rpath}: row {i}: empty run_id")
-        if rid in seen:
-            raise InputError(f"{rpath}: row {i}: run_id {rid!r} appears twice")
+    for i, (rid, r) in enumerate(_run_ids(rpath, rrows), 1):
         seen.add(rid)
         if rid not in by_id:
             raise InputError(f"{rpath}: row {i}: run {rid!r} has no row in {METRICS}")

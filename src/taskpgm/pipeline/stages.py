@@ -830,7 +830,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
             outputs = (f"proxies/{st.name}", *outputs)
         note = None
         if st.method == "auto":
-            note = (lambda _up, n=len(cands): f"auto: chooses among {n} strategies' trained "
+            n_cands = len(cands)
+            note = (lambda _up, n=n_cands: f"auto: chooses among {n} strategies' trained "
                     f"models by validation loss (their {n} trainings are their own stages; "
                     "no extra training)")
         elif st.method == "regression":

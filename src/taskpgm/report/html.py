@@ -269,11 +269,11 @@ def _auto_tables(mixtures: dict[str, Mixture]) -> list[str]:
             rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{_fmt(r, 3)}</td></tr>"
                            for m, r in rho.items())
             parts += [f"<h2>Regression mixer: {html.escape(name)}</h2>",
-                      f"<p>{mix.diagnostics.get('proxy_trainings', '?')} proxy trainings; "
-                      "per validation task, the rank correlation between the fitted law's "
-                      "predictions and the measured losses of held-out proxy runs (5-fold). "
-                      "Below about 0.5 the fit cannot rank mixtures and its choice is not "
-                      "to be trusted.</p>",
+                      (f"<p>{mix.diagnostics.get('proxy_trainings', '?')} proxy trainings; "
+                       "per validation task, the rank correlation between the fitted law's "
+                       "predictions and the measured losses of held-out proxy runs (5-fold). "
+                       "Below about 0.5 the fit cannot rank mixtures and its choice is not "
+                       "to be trusted.</p>"),
                       f"<table><tr><th>metric</th><th>held-out Spearman</th></tr>{rows}</table>"]
             continue
         if mix.method != "auto":
@@ -291,15 +291,15 @@ def _auto_tables(mixtures: dict[str, Mixture]) -> list[str]:
             rows.append(f"<tr><td>{html.escape(cand + mark)}</td><td>{loss:.4f}</td>"
                         f"<td>{margin}</td></tr>")
         parts += [f"<h2>Validation-selected mixture: {html.escape(name)}</h2>",
-                  f"<p>{len(losses)} candidates, each trained once by its own strategy on "
-                  f"this run's budget ({len(losses)} proxy trainings); validated on the "
-                  f"{html.escape(str(val.get('split', 'probe')))} split of "
-                  f"{len(val.get('tasks', []))} tasks, never on the evaluation split. "
-                  "Lowest validation loss per token wins. Margin: loss minus "
-                  f"{html.escape(str(ref))}'s, 95% paired bootstrap interval over validation "
-                  "examples (the training noise of each proxy is not in it).</p>",
-                  "<table><tr><th>candidate</th><th>validation loss/token</th>"
-                  f"<th>margin to {html.escape(str(ref))}</th></tr>{''.join(rows)}</table>"]
+                  (f"<p>{len(losses)} candidates, each trained once by its own strategy on "
+                   f"this run's budget ({len(losses)} proxy trainings); validated on the "
+                   f"{html.escape(str(val.get('split', 'probe')))} split of "
+                   f"{len(val.get('tasks', []))} tasks, never on the evaluation split. "
+                   "Lowest validation loss per token wins. Margin: loss minus "
+                   f"{html.escape(str(ref))}'s, 95% paired bootstrap interval over "
+                   "validation examples (the training noise of each proxy is not in it).</p>"),
+                  ("<table><tr><th>candidate</th><th>validation loss/token</th>"
+                   f"<th>margin to {html.escape(str(ref))}</th></tr>{''.join(rows)}</table>")]
     return parts
 
 

@@ -137,7 +137,7 @@ def test_cli_designs_fits_and_refuses_bad_input(tmp_path, cli):
     import csv
     import json
 
-    code, out, _ = cli("runs", "design", "--tasks", "a,b,c,d", "--runs", "24",
+    code, _, _ = cli("runs", "design", "--tasks", "a,b,c,d", "--runs", "24",
                        "--out", tmp_path / "runs")
     assert code == 0 and not (tmp_path / "runs" / "metrics.csv").exists()
     rows = list(csv.DictReader((tmp_path / "runs" / "ratios.csv").open()))

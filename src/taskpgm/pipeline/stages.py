@@ -616,6 +616,25 @@ def regression_runs(ctx: PipelineContext, strategy: StrategyConfig) -> int:
     return int(strategy.params.get("runs") or 4 * len(ctx.train_task_names()))
 
 
+def _proxy_time(ctx: PipelineContext, n: int) -> str:
+    """What ``n`` proxy trainings will take, from this run's finished strategy trainings
+    (stages.json records each stage's seconds); unknown before one has run."""
+    path = ctx.paths.root / "stages.json"
+    secs: list[float] = []
+    if path.is_file():
+        try:
+            stages = read_json(path).get("stages", {})
+        except (InputError, AttributeError):
+            stages = {}
+        secs = [float(v["seconds"]) for k, v in stages.items()
+                if k.startswith("train:") and isinstance(v, dict) and v.get("status") == "done"
+                and isinstance(v.get("seconds"), (int, float))]
+    if not secs:
+        return "each like one strategy's training; time unknown until one has run here"
+    each = float(np.median(secs))
+    return f"about {n * each / 60:.1f} min at the {each:.1f} s a strategy's training took here"
+
+
 def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
     """``regression`` (RegMix / olmix): train N proxies on mixtures drawn around the task
     sizes (each proxy like a strategy's model: same base, budget, sampler, trainer;
@@ -836,8 +855,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                     "no extra training)")
         elif st.method == "regression":
             note = (lambda _up, st=st: f"regression: trains {regression_runs(ctx, st)} proxy "
-                    "models (each like one strategy's training), then fits and minimises "
-                    "the log-linear law")
+                    f"models ({_proxy_time(ctx, regression_runs(ctx, st))}; a resume keeps the "
+                    "finished ones), then fits and minimises the log-linear law")
         stages.append(Stage(f"mixture:{st.name}", _bind(make_mixture, ctx, st),
                             s_payload, deps=s_deps, outputs=outputs, describe=note,
                             resumable=st.method == "regression"))

@@ -231,3 +231,16 @@ def test_regression_trains_its_proxies_resumes_and_keeps_them_in_olmix_layout(tm
     assert mix.method == "regression" and mix.diagnostics["proxy_trainings"] == 4
     assert np.isclose(mix.weights.sum(), 1) and set(mix.diagnostics["cv_spearman"]) == set(
         runs.metrics)
+
+
+def test_plan_states_the_proxy_trainings_before_any_work(tmp_path):
+    from taskpgm.pipeline import plan_pipeline
+
+    items = {it.stage.name: it for it in plan_pipeline(_reg_config(tmp_path, runs=7))}
+    assert "trains 7 proxy models" in items["mixture:reg"].reason
+    assert "time unknown until one has run" in items["mixture:reg"].reason
+    cfg = _reg_config(tmp_path)
+    cfg.strategies[1].params = {}
+    items = {it.stage.name: it for it in plan_pipeline(cfg)}
+    assert "4 proxy models per training task" in items["mixture:reg"].reason
+    assert not (tmp_path / "run").exists()  # a plan writes nothing

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -616,6 +617,20 @@ def regression_runs(ctx: PipelineContext, strategy: StrategyConfig) -> int:
     return int(strategy.params.get("runs") or 4 * len(ctx.train_task_names()))
 
 
+def _regression_note(ctx: PipelineContext, st: StrategyConfig) -> Callable[[set[str]], str]:
+    def note(_upstream: set[str]) -> str:
+        if st.params.get("runs"):
+            n = int(st.params["runs"])
+        elif ctx.pool_dir.joinpath("pool.json").is_file():
+            n = regression_runs(ctx, st)
+        else:  # before the pool stage has run: the count follows from the pool
+            return ("regression: trains 4 proxy models per training task (each like one "
+                    "strategy's training), then fits and minimises the log-linear law")
+        return (f"regression: trains {n} proxy models ({_proxy_time(ctx, n)}; a resume keeps "
+                "the finished ones), then fits and minimises the log-linear law")
+    return note
+
+
 def _proxy_time(ctx: PipelineContext, n: int) -> str:
     """What ``n`` proxy trainings will take, from this run's finished strategy trainings
     (stages.json records each stage's seconds); unknown before one has run."""
@@ -854,9 +869,7 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                     f"models by validation loss (their {n} trainings are their own stages; "
                     "no extra training)")
         elif st.method == "regression":
-            note = (lambda _up, st=st: f"regression: trains {regression_runs(ctx, st)} proxy "
-                    f"models ({_proxy_time(ctx, regression_runs(ctx, st))}; a resume keeps the "
-                    "finished ones), then fits and minimises the log-linear law")
+            note = _regression_note(ctx, st)
         stages.append(Stage(f"mixture:{st.name}", _bind(make_mixture, ctx, st),
                             s_payload, deps=s_deps, outputs=outputs, describe=note,
                             resumable=st.method == "regression"))

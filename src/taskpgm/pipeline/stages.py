@@ -225,11 +225,11 @@ def preflight(ctx: PipelineContext) -> None:
         targets += _named(lambda: ctx.target_task_names(cfg.mixture.targets), "mixture.targets")
     for i, st in enumerate(cfg.strategies):
         if st.method == "mixmin":
-            targets += _named(lambda st=st: mixmin_targets(ctx, st.params.get("targets", "heldout")),
+            targets += _named(lambda st=st: strategy_targets(ctx, st.params.get("targets", "heldout")),
                               f"strategies[{i}].params.targets")
         elif st.method in ("auto", "regression"):
             # Validation targets need probe examples but no scores (auto scores its models).
-            for name in _named(lambda st=st: mixmin_targets(ctx, st.params.get("targets",
+            for name in _named(lambda st=st: strategy_targets(ctx, st.params.get("targets",
                                                                                 "heldout")),
                                f"strategies[{i}].params.targets"):
                 if pool.task(name).count("probe") < 1:
@@ -528,15 +528,16 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool 
             kwargs["families"] = {t: pool.task(t).family for t in train}
         elif strategy.method == "mixmin":
             kwargs["scores"] = ctx.paths.scores
-            kwargs["targets"] = mixmin_targets(ctx, strategy.params.get("targets", "heldout"))
+            kwargs["targets"] = strategy_targets(ctx, strategy.params.get("targets", "heldout"))
     mix = solve(aff, **kwargs)
     mix.params = {**mix.params, "strategy": strategy.name}
     return mix
 
 
-def mixmin_targets(ctx: PipelineContext, targets: list[str] | str) -> list[str]:
-    """MixMin fits the ensemble on these tasks' probe sets: the held-out tasks (when the
-    pool has none, the training tasks), 'train', or a list of names."""
+def strategy_targets(ctx: PipelineContext, targets: list[str] | str) -> list[str]:
+    """The tasks whose probe sets a strategy fits or validates on (MixMin's ensemble,
+    auto's and regression's validation): the held-out tasks (when the pool has none, the
+    training tasks), 'train', or a list of names."""
     if targets == "train":
         return ctx.train_task_names()
     if targets == "heldout" and not ctx.pool().heldout_tasks():
@@ -597,7 +598,7 @@ def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
 
     cfg = ctx.cfg
     names = auto_candidates(cfg, strategy)
-    targets = mixmin_targets(ctx, strategy.params.get("targets", "heldout"))
+    targets = strategy_targets(ctx, strategy.params.get("targets", "heldout"))
     validation = validation_split(ctx, targets)
     per = validation_scores(ctx, {n: ctx.paths.model(n) for n in names}, validation)
     reference = next((n for n in names if cfg.strategy(n).method == "uniform"), None)
@@ -681,7 +682,7 @@ def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> 
         train_model(ctx.base_dir, run / "data", run / "model",
                     config=finetune_config(ctx, cfg.train, seed), progress=ctx.progress,
                     description=f"proxy {k + 1}/{n_runs} of {strategy.name}")
-    targets = mixmin_targets(ctx, strategy.params.get("targets", "heldout"))
+    targets = strategy_targets(ctx, strategy.params.get("targets", "heldout"))
     per = validation_scores(ctx, models, validation_split(ctx, targets))
     values = np.array([task_losses(per[r]) for r in models])  # [N, targets]
     runs = ProxyRuns(list(models), train, designs, [f"loss:{t}" for t in targets], values)

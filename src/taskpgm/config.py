@@ -705,7 +705,7 @@ class Config(_Section):
                 raise ValueError(f"strategies[{index}] (strategy {st.name!r}): {st.method} "
                                  "chooses on the probe split, so evaluate.split cannot be "
                                  "'probe' (the evaluation split never chooses a mixture)")
-            if st.method == "regression" and st.params.get("runs") in (1,):
+            if st.method == "regression" and st.params.get("runs") == 1:
                 raise ValueError(f"strategies[{index}].params.runs (strategy {st.name!r}): "
                                  "at least 2 proxy runs are needed to fit (0 or absent: 4 "
                                  "per training task)")

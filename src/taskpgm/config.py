@@ -160,12 +160,14 @@ class TinyModelConfig(_Section):
         0, ge=0, description="Steps of pre-training before experts branch off (0 = experts "
         "start from random weights)."
     )
-    pretrain_corpus: Literal["tasks", "suite"] = Field(
+    pretrain_corpus: Literal["tasks", "suite", "suite-prompts"] = Field(
         "tasks", description="What the tiny base pre-trains on: 'tasks' (the training tasks' "
         "train splits) or 'suite' (synthetic pools: every skill under every wording of the "
         "suite, held-out wordings included, balanced over skills, with fresh inputs that "
         "never equal a probe or eval prompt; like a real base model that has read the "
-        "language before fine-tuning). Read only when pretrain_steps > 0."
+        "language before fine-tuning) or 'suite-prompts' (the same prompts as plain text, "
+        "without their responses: the base reads every wording but learns no skill, so "
+        "fine-tuning must teach them). Read only when pretrain_steps > 0."
     )
 
     @model_validator(mode="after")
@@ -672,8 +674,9 @@ class Config(_Section):
             except re.error as exc:
                 raise ValueError(f"pool.family_pattern is not a valid regular expression "
                                  f"({exc})") from None
-        if self.model.tiny.pretrain_corpus == "suite" and self.pool.source != "synthetic":
-            raise ValueError("model.tiny.pretrain_corpus 'suite' needs a synthetic pool; "
+        if self.model.tiny.pretrain_corpus != "tasks" and self.pool.source != "synthetic":
+            raise ValueError(f"model.tiny.pretrain_corpus {self.model.tiny.pretrain_corpus!r} "
+                             "needs a synthetic pool; "
                              f"pool.source is {self.pool.source!r} (use 'tasks')")
         if self.pool.source == "synthetic" and self.pool.families:
             known = SUITES[self.pool.suite].families

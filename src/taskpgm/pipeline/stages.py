@@ -299,7 +299,8 @@ def stage_base(ctx: PipelineContext) -> None:
     build_tiny_model(ctx.pool(), init, seed=seed, config=tiny)
     pool = ctx.pool()
     e = ctx.cfg.experts
-    if t.pretrain_corpus == "suite":
+    if t.pretrain_corpus in ("suite", "suite-prompts"):
+        from taskpgm.tasks.pool import Example
         from taskpgm.tasks.synth import pretraining_corpus
 
         # Each corpus example is read once: steps x the experts' batch size of them.
@@ -308,6 +309,9 @@ def stage_base(ctx: PipelineContext) -> None:
         families = list(dict.fromkeys(info.family for info in pool.tasks))
         examples = pretraining_corpus(t.pretrain_steps * e.batch_size, seed, families,
                                       suite=ctx.cfg.pool.suite, exclude=held)
+        if t.pretrain_corpus == "suite-prompts":
+            # The wordings as plain text (loss on every token), never a skill's answer.
+            examples = [Example(ex.id, "", ex.prompt) for ex in examples]
     else:
         examples = [ex for name in ctx.train_task_names() for ex in pool.examples(name, "train")]
     # The experts' settings, but full weights: experts branch off a complete model.

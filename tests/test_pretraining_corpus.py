@@ -65,7 +65,7 @@ def test_suite_corpus_needs_a_synthetic_pool():
         config_from_dict({"model": {"tiny": {"pretrain_corpus": "web"}}})
 
 
-@pytest.mark.parametrize("corpus", ["tasks", "suite"])
+@pytest.mark.parametrize("corpus", ["tasks", "suite", "suite-prompts"])
 def test_base_stage_pretrains_on_the_chosen_corpus(tmp_path, monkeypatch, corpus):
     import taskpgm.models.train as train_mod
     from taskpgm.pipeline import make_runner
@@ -91,6 +91,13 @@ def test_base_stage_pretrains_on_the_chosen_corpus(tmp_path, monkeypatch, corpus
     prompts = {ex.prompt for ex in seen["examples"]}
     if corpus == "tasks":
         assert prompts == train_prompts
+    elif corpus == "suite-prompts":
+        # The wordings as plain text: nothing to condition on, no skill's answer.
+        assert len(seen["examples"]) == 6 * 4 and prompts == {""}
+        texts = {ex.response for ex in seen["examples"]}
+        heldout = {t for f in ("reverse", "count")
+                   for t in REDUNDANCY_SKILLS[f].heldout_templates}
+        assert {_wording(p) for p in texts} & heldout
     else:
         assert len(seen["examples"]) == 6 * 4
         heldout = {t for f in ("reverse", "count")

@@ -142,3 +142,25 @@ def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path):
     b = ModelEval.load(root / "eval" / f"{mix.params['chosen']}.json").by_task()
     assert {t: r.loss_per_token for t, r in a.items()} == {t: r.loss_per_token
                                                           for t, r in b.items()}
+
+
+def test_r_path_adds_one_taskpgm_candidate_per_value_once():
+    import yaml
+
+    from taskpgm.config import auto_candidates, dump_config
+
+    uni = {"name": "uniform", "method": "uniform"}
+    cfg = _cfg([uni, {"name": "a", "method": "auto", "params": {"r_path": [0.25, "1"]}}])
+    assert [s.name for s in cfg.strategies] == ["uniform", "a", "a.r0.25", "a.r1"]
+    assert cfg.strategy("a.r0.25").method == "taskpgm"
+    assert cfg.strategy("a.r1").params == {"r_rel": 1.0}
+    assert auto_candidates(cfg, cfg.strategy("a")) == ["uniform", "a.r0.25", "a.r1"]
+    # The run's saved config already holds them: loading it adds nothing twice.
+    again = config_from_dict(yaml.safe_load(dump_config(cfg)))
+    assert [s.name for s in again.strategies] == [s.name for s in cfg.strategies]
+    explicit = _cfg([uni, {"name": "a", "method": "auto",
+                           "params": {"candidates": ["uniform"], "r_path": [0.5]}}])
+    assert explicit.strategy("a").params["candidates"] == ["uniform", "a.r0.5"]
+    for bad in ([], [-1], ["x"], 0.5):
+        with pytest.raises(ConfigError, match=r"params.r_path .*numbers >= 0"):
+            _cfg([uni, {"name": "a", "method": "auto", "params": {"r_path": bad}}])

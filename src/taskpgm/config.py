@@ -22,6 +22,7 @@ building the command line does not load this module).
 
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from pathlib import Path
@@ -52,6 +53,7 @@ from taskpgm.choices import (
     TINY_VOCAB_SIZE,
     UNARIES,
     WEIGHTS_DTYPES,
+    as_number,
     parse_option,
 )
 from taskpgm.errors import ConfigError
@@ -432,7 +434,7 @@ _PIPELINE_PARAMS: dict[str, dict[str, str]] = {
     "mixmin": {"targets": "targets"},
     "dirichlet": {"alpha": "number>0", "draw": "int>=0"},
     # auto (D19): which of the run's strategies it chooses among, on which tasks' probe split.
-    "auto": {"candidates": "names", "targets": "targets"},
+    "auto": {"candidates": "names", "targets": "targets", "r_path": "r_values"},
     "regression": {"runs": "int>=0", "kl": "number>=0", "targets": "targets"},
 }
 # Every strategy may be replicated: same mixture, other sampling/training seeds.
@@ -482,6 +484,13 @@ def _check_strategy_params(st: StrategyConfig, index: int,
                     isinstance(value, list) and all(isinstance(x, str) for x in value))):
                 raise fail(key, f"{st.method} targets must be 'heldout', 'train' or a list of "
                                 f"task names, got {value!r}")
+            continue
+        if kind == "r_values":
+            if not (isinstance(value, list) and value and all(
+                    (x := as_number(v)) is not None and math.isfinite(x) and x >= 0
+                    for v in value)):
+                raise fail(key, f"a non-empty list of numbers >= 0 (r_rel values), got {value!r}")
+            params[key] = [float(v) for v in value]
             continue
         if kind == "names":
             if not (isinstance(value, list) and value and all(isinstance(x, str) for x in value)):
@@ -701,6 +710,9 @@ class Config(_Section):
             params = _check_strategy_params(st, index, m)
             if params != st.params:
                 st.params = params
+        for st in list(self.strategies):
+            if st.method == "auto" and st.params.get("r_path"):
+                self._add_r_path(st)
         for index, st in enumerate(self.strategies):
             if st.method == "auto":
                 self._check_auto(index, st)
@@ -713,6 +725,22 @@ class Config(_Section):
                                  "at least 2 proxy runs are needed to fit (0 or absent: 4 "
                                  "per training task)")
         return self
+
+    def _add_r_path(self, st: StrategyConfig) -> None:
+        """An auto strategy's ``r_path``: one taskpgm strategy per r_rel (the mixture
+        section's kernel and utilities), named ``<auto>.r<value>``, added to the run (once:
+        a saved config already holds them) and to the auto's explicit candidates."""
+        names = {s.name for s in self.strategies}
+        made = []
+        for r in st.params["r_path"]:
+            name = f"{st.name}.r{r:g}"
+            if name not in names:
+                self.strategies.append(StrategyConfig(name=name, method="taskpgm",
+                                                      params={"r_rel": r}))
+                names.add(name)
+            made.append(name)
+        if st.params.get("candidates") is not None:
+            st.params["candidates"] = list(dict.fromkeys([*st.params["candidates"], *made]))
 
     def _check_auto(self, index: int, st: StrategyConfig) -> None:
         where = f"strategies[{index}].params.candidates (strategy {st.name!r})"

@@ -83,11 +83,14 @@ def bigbench_overrides(base):
 def pretrained_on_suite(base):
     """Proxies start from a briefly pre-trained base (DESIGN.md): experts from random
     weights learn the prompt language and the skill at once. The base reads the suite's
-    language, every skill under every wording (docs/DECISIONS.md D15): pre-trained on the
+    language, every wording as text (docs/DECISIONS.md D15, D22): pre-trained on the
     training tasks alone, a tiny model takes a held-out wording's prefix for the skill it
-    saw that prefix with, and held-out loss measures that confusion, not the mixture."""
+    saw that prefix with; pre-trained on every skill under every wording, it already does
+    the held-out wordings and fine-tuning cannot move them."""
     base.model.tiny.pretrain_steps = 400
-    base.model.tiny.pretrain_corpus = "suite"
+    # Every wording read as text, no skill's answer (D22): fine-tuning must teach the
+    # skills, so the mixture can move held-out loss (with "suite", D15-D21, it could not).
+    base.model.tiny.pretrain_corpus = "suite-prompts"
     # Training noise (development, uniform and family-balanced only): the same mixture
     # trained with 2-3 seeds spans ~0.01 nats/token at 1e-3 after this pre-training,
     # 0.05-0.13 at 3e-3 or after 200 steps (a base still short of some skills' circuits).

@@ -865,10 +865,11 @@ def annotated_yaml(cfg: Config | None = None) -> str:
         value = getattr(cfg, name)
         if name == "strategies":
             lines.append(f"# {field.description}")
-            lines.append("# Each: name, method (taskpgm, taskpgm-paper, uniform, size, "
-                         "temperature, capped, unimax, given, family-balanced,")
-            lines.append("# cluster-balanced, mixmin, dirichlet), params. given: "
-                         "params {weights: FILE}; mixmin: params {targets: heldout | [names]};")
+            lines.append(f"# Each: name, method ({', '.join(METHODS)}), params.")
+            lines.append("# given: params {weights: FILE}; mixmin: params {targets: heldout | "
+                         "[names]}; auto: params {candidates: [names], r_path: [r_rel, ...]}")
+            lines.append("# chooses among the run's strategies by validation loss; regression: "
+                         "params {runs: N, kl: 0.05} trains N proxies (docs/config.md);")
             lines.append("# any method: params {replicate: k} draws and trains the same mixture "
                          "with other seeds (a noise floor).")
             lines.append(_yaml_block({name: [s.model_dump(mode="json") for s in value]}, 0))

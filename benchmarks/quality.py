@@ -148,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     try:
         if args.collect:
+            others = [f for f, on in (("--bigbench", args.bigbench),
+                                      ("--redundancy", args.redundancy), ("--set", args.set),
+                                      ("--only", args.only),
+                                      ("--regression", args.regression)) if on]
+            if others:
+                raise ConfigError(f"--collect summarises finished runs as they are; "
+                                  f"{others[0]} does not apply to it")
             t0 = time.perf_counter()
             result = collect_quality(args.collect, args.out)
             args.seeds = result["seeds"]

@@ -101,7 +101,9 @@ def test_config_checks_auto_before_any_work():
 
 
 @pytest.mark.slow
-def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path):
+def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path, monkeypatch):
+    from pathlib import Path
+
     pytest.importorskip("torch")
     from taskpgm.mixture.record import Mixture
     from taskpgm.pipeline import run_pipeline
@@ -119,7 +121,20 @@ def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path):
                        {"name": "size", "method": "size"},
                        {"name": "fb", "method": "family-balanced"}],
     })
+    import taskpgm.models.train as train_mod
+
+    real, trained = train_mod.train_model, []
+
+    def counting(base, data, out, **kw):
+        trained.append(Path(out).name)
+        return real(base, data, out, **kw)
+
+    monkeypatch.setattr(train_mod, "train_model", counting)
     run_pipeline(cfg, progress=False)
+    # auto takes the chosen candidate's model over: nothing is trained for it.
+    # (The experts train through the same function, each into experts/<task>.)
+    assert sorted(n for n in trained if n in ("best", "fb", "size", "uniform")) == [
+        "fb", "size", "uniform"]
     root = tmp_path / "run"
     mix = Mixture.load(root / "mixtures" / "best.json")
     losses = mix.diagnostics["validation_loss"]
@@ -164,3 +179,43 @@ def test_r_path_adds_one_taskpgm_candidate_per_value_once():
     for bad in ([], [-1], ["x"], 0.5):
         with pytest.raises(ConfigError, match=r"params.r_path .*numbers >= 0"):
             _cfg([uni, {"name": "a", "method": "auto", "params": {"r_path": bad}}])
+
+
+def test_a_diverged_candidate_is_one_line_and_empty_resamples_do_not_crash():
+    good = {"t": _scores([1.0, 2.0], [1, 1])}
+    nan = {"t": (np.array([np.nan, -1.0]), np.array([1, 1]))}
+    for order in (("x", "uniform"), ("uniform", "x")):
+        cands = {order[0]: nan if order[0] == "x" else good,
+                 order[1]: nan if order[1] == "x" else good}
+        with pytest.raises(InputError, match="candidate 'x' has a validation loss of nan"):
+            select(cands)
+    # One example of two has no response tokens: many resamples hold only it.
+    a = {"t": (np.array([-1.0, 0.0]), np.array([1, 0]))}
+    b = {"t": (np.array([-0.5, 0.0]), np.array([1, 0]))}
+    sel = select({"uniform": a, "b": b}, bootstrap=300)
+    m, lo, hi = sel.margins["b"]
+    assert sel.chosen == "b" and np.isclose(m, -0.5) and lo <= m <= hi
+
+
+def test_null_params_mean_their_defaults_and_probe_evaluation_drops_the_default_auto():
+    cfg = _cfg([{"name": "uniform", "method": "uniform", "params": {"replicate": None}},
+                {"name": "a", "method": "auto", "params": {"targets": None}},
+                {"name": "r", "method": "regression", "params": {"kl": None, "runs": None}}])
+    assert [s.params for s in cfg.strategies] == [{}, {}, {}]
+    probe = config_from_dict({"evaluate": {"split": "probe"}})
+    assert "auto" not in {s.method for s in probe.strategies} and probe.strategies
+
+
+def test_r_path_refuses_collisions_bad_names_and_leaves_replicates_alone():
+    uni = {"name": "uniform", "method": "uniform"}
+    for r_path, msg in [([0.1234561, 0.1234564], "two values give the same strategy"),
+                        ([1e6], "not a valid name")]:
+        with pytest.raises(ConfigError, match=msg):
+            _cfg([uni, {"name": "a", "method": "auto", "params": {"r_path": r_path}}])
+    with pytest.raises(ConfigError, match="already exists and is not the r-path point"):
+        _cfg([{"name": "a.r1", "method": "uniform"},
+              {"name": "a", "method": "auto", "params": {"r_path": [1]}}])
+    cfg = _cfg([uni, {"name": "a", "method": "auto", "params": {"r_path": [1]}},
+                {"name": "a.rep1", "method": "auto",
+                 "params": {"r_path": [1], "replicate": 1000}}])
+    assert [s.name for s in cfg.strategies] == ["uniform", "a", "a.rep1", "a.r1"]

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskpgm.errors import InputError
 from taskpgm.mixture.regression import (
@@ -18,6 +20,7 @@ from taskpgm.mixture.regression import (
     fit_log_linear,
     load_runs,
     minimise_laws,
+    onto_capped_simplex,
     regression_weights,
     save_runs,
 )
@@ -224,7 +227,7 @@ def test_regression_trains_its_proxies_resumes_and_keeps_them_in_olmix_layout(tm
     assert sorted(p.split("/proxies/reg/")[1] for p in counted if "/proxies/" in p) == [
         "run0002/model", "run0003/model"]
     root = tmp_path / "run"
-    runs = load_runs(root / "proxies" / "reg")
+    runs = load_runs(root / "runs" / "reg")
     assert runs.run_ids == [f"run{k:04d}" for k in range(4)] and runs.weights.shape[0] == 4
     assert all(m.startswith("loss:") for m in runs.metrics)
     mix = Mixture.load(root / "mixtures" / "reg.json")
@@ -237,10 +240,76 @@ def test_plan_states_the_proxy_trainings_before_any_work(tmp_path):
     from taskpgm.pipeline import plan_pipeline
 
     items = {it.stage.name: it for it in plan_pipeline(_reg_config(tmp_path, runs=7))}
-    assert "trains 7 proxy models" in items["mixture:reg"].reason
-    assert "time unknown until one has run" in items["mixture:reg"].reason
+    assert "trains 7 proxy models" in items["proxies:reg"].reason
+    assert "time unknown until one has run" in items["proxies:reg"].reason
     cfg = _reg_config(tmp_path)
     cfg.strategies[1].params = {}
     items = {it.stage.name: it for it in plan_pipeline(cfg)}
-    assert "4 proxy models per training task" in items["mixture:reg"].reason
+    assert "4 proxy models per training task" in items["proxies:reg"].reason
     assert not (tmp_path / "run").exists()  # a plan writes nothing
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 10.0), min_size=2, max_size=8),
+       st.lists(st.floats(0.05, 1.0), min_size=8, max_size=8))
+def test_projection_onto_the_capped_simplex_respects_every_cap(w, caps):
+    caps = np.array(caps[:len(w)])
+    if caps.sum() < 1:
+        with pytest.raises(InputError, match="caps sum"):
+            onto_capped_simplex(np.array(w), caps)
+        return
+    p = onto_capped_simplex(np.array(w), caps)
+    assert np.isclose(p.sum(), 1) and (p >= 0).all() and (p <= caps + 1e-12).all()
+    # Weights below their caps keep their proportions (when some weight was positive).
+    free = p < caps - 1e-9
+    pos = free & (np.array(w) > 1e-100)  # tiny inputs: their ratios are float noise
+    if pos.sum() > 1:
+        ratio = p[pos] / np.array(w)[pos]
+        assert np.allclose(ratio, ratio[0])
+
+
+def test_designs_stay_under_epoch_caps():
+    caps = np.array([0.1, 0.5, 0.5, 0.5])
+    W = design_runs(np.array([100.0, 1.0, 1.0, 1.0]), 30, seed=2, caps=caps)
+    assert (W <= caps + 1e-12).all() and np.allclose(W.sum(axis=1), 1)
+    with pytest.raises(InputError, match="floor must be >= 0"):
+        design_runs(np.ones(3), 3, floor=-0.1)
+
+
+def test_non_positive_metrics_are_refused():
+    runs = ProxyRuns(["a", "b"], ["x", "y"], [[0.5, 0.5], [0.2, 0.8]], ["acc"],
+                     [[-0.3], [-0.4]])
+    with pytest.raises(InputError, match="values <= 0"):
+        regression_weights(runs)
+
+
+def test_design_refuses_to_write_beside_old_runs(tmp_path, cli):
+    assert cli("runs", "design", "--tasks", "a,b", "--runs", "4", "--out", tmp_path)[0] == 0
+    (tmp_path / "metrics.csv").write_text("run_id,loss\nrun0000,1\n")
+    code, _, err = cli("runs", "design", "--tasks", "a,b", "--runs", "4", "--seed", "1",
+                       "--out", tmp_path)
+    assert code == 2 and "exists" in err and (tmp_path / "metrics.csv").exists()
+    code, _, _ = cli("runs", "design", "--tasks", "a,b", "--runs", "4", "--seed", "1",
+                     "--out", tmp_path, "--force")
+    assert code == 0 and not (tmp_path / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+def test_refitting_trains_no_proxy_again(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import taskpgm.models.train as train_mod
+    from taskpgm.pipeline import run_pipeline
+
+    run_pipeline(_reg_config(tmp_path, runs=3), progress=False)
+    real, trained = train_mod.train_model, []
+
+    def counting(base, data, out, **kw):
+        trained.append(str(out))
+        return real(base, data, out, **kw)
+
+    monkeypatch.setattr(train_mod, "train_model", counting)
+    cfg = _reg_config(tmp_path, runs=3)
+    cfg.strategies[1].params["kl"] = 0.5
+    run_pipeline(cfg, progress=False)
+    # A new KL term refits the law and retrains the regression's own model, nothing else.
+    assert [p.split("/run/")[1] for p in trained] == ["models/reg"]

@@ -469,6 +469,11 @@ def _check_strategy_params(st: StrategyConfig, index: int,
              **{k: OPTION_TYPES[k] for k in lib if k not in supplied}}
     allowed = set(types) | (set(_MIXTURE_PARAMS) if st.method in _TASKPGM_METHODS else set())
     params = dict(st.params)
+    # A null pipeline param means "the default", as if absent (params.get(k, default)
+    # downstream would otherwise read None).
+    for key in [k for k, v in params.items() if v is None
+                and k in {**_COMMON_PARAMS, **_PIPELINE_PARAMS.get(st.method, {})}]:
+        del params[key]
     for key in params:
         if key in supplied:
             raise fail(key, f"set by the pipeline from {supplied[key]}; remove it")
@@ -629,6 +634,17 @@ class Config(_Section):
 
     @model_validator(mode="before")
     @classmethod
+    def _default_strategies_fit_the_split(cls, data: Any) -> Any:
+        # taskpgm-auto validates on the probe split: with evaluate.split probe the default
+        # list leaves it out rather than refusing a strategy the user never wrote.
+        if isinstance(data, dict) and "strategies" not in data and isinstance(
+                data.get("evaluate"), dict) and data["evaluate"].get("split") == "probe":
+            data = {**data, "strategies": [s.model_dump() for s in default_strategies()
+                                           if s.method != "auto"]}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _partial_scoring_has_no_intervals(cls, data: Any) -> Any:
         # Completed entries have no bootstrap intervals: partial scoring without an
         # explicit affinity.bootstrap means none (an explicit one is refused below).
@@ -711,7 +727,9 @@ class Config(_Section):
             if params != st.params:
                 st.params = params
         for st in list(self.strategies):
-            if st.method == "auto" and st.params.get("r_path"):
+            # A replicate of an auto reuses the original's r-path points (same candidates).
+            if st.method == "auto" and st.params.get("r_path") and not int(
+                    st.params.get("replicate", 0)):
                 self._add_r_path(st)
         for index, st in enumerate(self.strategies):
             if st.method == "auto":
@@ -730,14 +748,24 @@ class Config(_Section):
         """An auto strategy's ``r_path``: one taskpgm strategy per r_rel (the mixture
         section's kernel and utilities), named ``<auto>.r<value>``, added to the run (once:
         a saved config already holds them) and to the auto's explicit candidates."""
-        names = {s.name for s in self.strategies}
-        made = []
+        by_name = {s.name: s for s in self.strategies}
+        where = f"strategies[{self.strategies.index(st)}].params.r_path (strategy {st.name!r})"
+        made: list[str] = []
         for r in st.params["r_path"]:
             name = f"{st.name}.r{r:g}"
-            if name not in names:
-                self.strategies.append(StrategyConfig(name=name, method="taskpgm",
-                                                      params={"r_rel": r}))
-                names.add(name)
+            if not _NAME_RE.match(name):
+                raise ValueError(f"{where}: r_rel {r:g} makes the strategy name {name!r}, "
+                                 "which is not a valid name (shorten the auto's name)")
+            if name in made:
+                raise ValueError(f"{where}: two values give the same strategy {name!r}")
+            existing = by_name.get(name)
+            if existing is None:
+                existing = StrategyConfig(name=name, method="taskpgm", params={"r_rel": r})
+                self.strategies.append(existing)
+                by_name[name] = existing
+            elif existing.method != "taskpgm" or existing.params != {"r_rel": r}:
+                raise ValueError(f"{where}: a strategy named {name!r} already exists and is "
+                                 "not the r-path point it would add; rename it")
             made.append(name)
         if st.params.get("candidates") is not None:
             st.params["candidates"] = list(dict.fromkeys([*st.params["candidates"], *made]))

@@ -306,5 +306,8 @@ def collect_quality(folders: list[str | Path], out: str | Path) -> dict[str, Any
                 if not need.is_file():
                     raise InputError(f"{need}: not found (seed {seed} did not finish)")
             roots[seed] = root
+    if not roots:
+        raise InputError(f"{', '.join(map(str, folders))}: no seed<k>/ run directory (k an "
+                         "integer) under them")
     roots = dict(sorted(roots.items()))
     return summarise_seeds(roots, strategies or [], out, {"collected_from": [str(f) for f in folders]})

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +46,8 @@ def design(
     seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
     floor: Annotated[float | None, typer.Option(help="Smallest weight of a task (default "
                                                 "0.1/n).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing ratios.csv "
+                                        "(and remove its metrics.csv).")] = False,
 ) -> None:
     """Mixtures to train proxies on: Dirichlet draws around prior^0.5 (RegMix's recipe)."""
     import numpy as np
@@ -62,7 +63,14 @@ def design(
         if len(set(names)) != len(names):
             raise InputError("--tasks: a task is named twice")
         prior = [1.0] * len(names)
+    old = [p for p in (out / "ratios.csv", out / "metrics.csv") if p.exists()]
+    if old and not force:
+        # New designs beside old metrics would be joined to them by run id, silently.
+        raise InputError(f"{old[0]}: exists; a new design would not match its runs "
+                         "(choose another --out, or --force to replace both)")
     W = design_runs(prior, runs, seed=seed, floor=floor)
+    for p in old:
+        p.unlink()
     ids = [f"run{k:04d}" for k in range(runs)]
     # Only the ratios are a design; the metrics are what the user measures.
     save_runs(out, ProxyRuns(ids, names, W, [], np.zeros((runs, 0))), with_metrics=False)
@@ -92,7 +100,7 @@ def fit(
 
     from taskpgm.cli.solve import _print_mixture
     from taskpgm.mixture.record import Mixture
-    from taskpgm.mixture.regression import load_runs, regression_weights
+    from taskpgm.mixture.regression import load_runs, mean_spearman, regression_weights
 
     runs = load_runs(runs_dir)
     prior = caps = None
@@ -107,14 +115,20 @@ def fit(
         if max_epochs is not None:
             if budget is None:
                 raise InputError("--max-epochs needs --budget (examples to be sampled)")
+            if not (max_epochs > 0 and budget > 0):
+                raise InputError(f"--max-epochs and --budget must be > 0, got {max_epochs} "
+                                 f"and {budget}")
             caps = np.minimum(max_epochs * prior / budget, 1.0)
     elif max_epochs is not None:
         raise InputError("--max-epochs needs --pool (the tasks' sizes)")
+    elif budget is not None:
+        raise InputError("--budget is read with --max-epochs and --pool only")
     res = regression_weights(runs, metrics=metric, prior=prior, kl=kl, caps=caps, seed=seed)
     mix = Mixture("regression", runs.tasks, res.weights,
                   params={"runs": str(runs_dir), "metrics": list(res.laws), "kl": kl,
                           "prior": "sizes" if pool is not None else "uniform"},
                   diagnostics={"n_runs": res.n_runs, "cv_spearman": res.spearman,
+                               "cv_spearman_mean": mean_spearman(res.spearman),
                                "laws": {m: {"log_c": law.log_c, "t": law.t.tolist()}
                                         for m, law in res.laws.items()}})
     _print_mixture(mix, 20)
@@ -122,7 +136,11 @@ def fit(
         console.print(f"warning: {res.n_runs} runs for {len(runs.tasks) + 1} parameters per "
                       "law: the fit is underdetermined (RegMix uses 4-8x the number of tasks)")
     for m, rho in res.spearman.items():
-        warn = "" if not math.isnan(rho) and rho >= 0.5 else "  (weak: the fit cannot rank its runs)"
+        if rho is None:
+            console.print(f"held-out rank correlation, {m}: not computable (< 4 runs or "
+                          "constant predictions)")
+            continue
+        warn = "" if rho >= 0.5 else "  (weak: the fit cannot rank its runs)"
         console.print(f"held-out rank correlation, {m}: {rho:.3f}{warn}")
     if out is not None:
         mix.save(out)
@@ -149,6 +167,8 @@ def export(
         if not ev_path.is_file():
             continue  # a strategy not evaluated yet
         mix = Mixture.load(path)
+        if mix.method == "auto":
+            continue  # the chosen candidate's run again: a duplicate point for the fit
         ev = ModelEval.load(ev_path)
         if tasks is None:
             tasks = list(mix.tasks)

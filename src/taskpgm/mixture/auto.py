@@ -13,6 +13,7 @@ Only numpy: the pipeline (taskpgm.pipeline.stages) does the scoring.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -37,13 +38,17 @@ class Selection:
 
 def task_losses(scores: Mapping[str, TaskScores], idx: Mapping[str, np.ndarray] | None = None
                 ) -> np.ndarray:
-    """Loss per token of each task (optionally on resampled example indices)."""
+    """Loss per token of each task; on resampled example indices (``idx``) a resample
+    without response tokens gives NaN, on the full sample it is refused."""
     out = []
     for task, (lp, nt) in scores.items():
         sel = slice(None) if idx is None else idx[task]
         tokens = float(np.sum(nt[sel]))
         if tokens <= 0:
-            raise InputError(f"validation task {task!r}: no response tokens to score")
+            if idx is None:
+                raise InputError(f"validation task {task!r}: no response tokens to score")
+            out.append(math.nan)
+            continue
         out.append(-float(np.sum(lp[sel])) / tokens)
     return np.asarray(out)
 
@@ -67,6 +72,10 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
                 raise InputError(f"auto: candidate {n!r} has another number of validation "
                                  f"examples on {t!r}")
     losses = {n: float(np.mean(task_losses(per_candidate[n]))) for n in names}
+    bad = next((n for n in names if not math.isfinite(losses[n])), None)
+    if bad is not None:
+        raise InputError(f"auto: candidate {bad!r} has a validation loss of {losses[bad]} "
+                         "(a diverged model?); fix or drop it from params.candidates")
     best = min(losses.values())
     chosen = next(n for n in names if losses[n] == best)  # ties: the earlier candidate
     sel = Selection(chosen, losses)
@@ -76,12 +85,18 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
     rng = np.random.default_rng(seed)
     sizes = {t: len(per_candidate[reference][t][0]) for t in tasks}
     draws = [{t: rng.integers(0, m, m) for t, m in sizes.items()} for _ in range(bootstrap)]
+    # A resample that leaves a task without response tokens is dropped (NaN), for every
+    # candidate alike, so the draws stay paired.
     ref_boot = np.array([np.mean(task_losses(per_candidate[reference], d)) for d in draws])
     alpha = (1 - level) / 2
     for n in names:
         if n == reference:
             continue
         boot = np.array([np.mean(task_losses(per_candidate[n], d)) for d in draws]) - ref_boot
+        boot = boot[np.isfinite(boot)]
+        if not len(boot):
+            sel.margins[n] = (losses[n] - losses[reference], math.nan, math.nan)
+            continue
         lo, hi = np.quantile(boot, [alpha, 1 - alpha])
         sel.margins[n] = (losses[n] - losses[reference], float(lo), float(hi))
     return sel

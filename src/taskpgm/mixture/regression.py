@@ -159,12 +159,40 @@ def save_runs(folder: str | Path, runs: ProxyRuns, *, with_metrics: bool = True)
 
 # -- designing proxy runs -----------------------------------------------------------------
 
+def onto_capped_simplex(w: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
+    """``w`` (>= 0, any sum) rescaled onto the simplex with every weight at most its cap:
+    capped weights are fixed at their caps and the rest rescaled over what is left,
+    until none exceeds its cap (the caps must sum to >= 1)."""
+    w = np.maximum(np.asarray(w, dtype=np.float64), 0.0)
+    w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+    if caps is None:
+        return w
+    caps = np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
+    if caps.sum() < 1 - 1e-9:
+        raise InputError(f"the caps sum to {caps.sum():.4f} < 1; no mixture fits them")
+    fixed = np.zeros(len(w), dtype=bool)
+    for _ in range(len(w)):
+        free = ~fixed
+        left = 1.0 - caps[fixed].sum()
+        base = w[free]
+        w = w.copy()
+        w[fixed] = caps[fixed]
+        w[free] = base * left / base.sum() if base.sum() > 0 else (
+            caps[free] * left / caps[free].sum())
+        over = free & (w > caps + 1e-15)
+        if not over.any():
+            break
+        fixed |= over
+    return np.minimum(w, caps)
+
+
 def design_runs(prior: Sequence[float], n_runs: int, *, seed: int = 0,
-                floor: float | None = None) -> np.ndarray:
+                floor: float | None = None, caps: np.ndarray | None = None) -> np.ndarray:
     """RegMix's recipe: Dirichlet draws around ``prior ** 0.5`` (renormalised), with a
     concentration log-spaced over [0.1, 5] x n so some runs are near the prior and some
     far; each weight floored at ``floor`` (default 0.1/n) and renormalised, so small tasks
-    are never zeroed and the fit sees every task."""
+    are never zeroed and the fit sees every task; then held under ``caps`` (epoch limits),
+    so every design can be sampled."""
     p = np.asarray(prior, dtype=np.float64)
     if p.ndim != 1 or len(p) < 2 or (p < 0).any() or not p.sum() > 0:
         raise InputError("design: prior must be >= 0 with a positive sum over >= 2 tasks")
@@ -174,15 +202,16 @@ def design_runs(prior: Sequence[float], n_runs: int, *, seed: int = 0,
     base = np.sqrt(p / p.sum())
     base = base / base.sum()
     floor = 0.1 / n if floor is None else float(floor)
-    if not 0 <= floor * n < 1:
-        raise InputError(f"design: floor {floor} x {n} tasks must be below 1")
+    if not (math.isfinite(floor) and 0 <= floor and floor * n < 1):
+        raise InputError(f"design: floor must be >= 0 and floor x {n} tasks below 1, "
+                         f"got {floor}")
     rng = np.random.default_rng(seed)
     scales = np.geomspace(0.1, 5.0, n_runs) * n
     out = np.empty((n_runs, n))
     for k, s in enumerate(scales):
         w = rng.dirichlet(np.maximum(base * s, 1e-3))
         w = np.maximum(w, floor)
-        out[k] = w / w.sum()
+        out[k] = onto_capped_simplex(w / w.sum(), caps)
     return out
 
 
@@ -284,19 +313,32 @@ def minimise_laws(laws: Sequence[LogLinearLaw], prior: np.ndarray, *, kl: float 
 
     x0 = np.minimum(prior, hi)
     x0 = x0 / x0.sum() if x0.sum() > 0 else np.full(n, 1.0 / n)
-    res = minimize(f, x0, jac=True, method="SLSQP", bounds=[(0.0, h) for h in hi],
-                   constraints=[{"type": "eq", "fun": lambda p: p.sum() - 1.0,
-                                 "jac": lambda p: np.ones_like(p)}],
-                   options={"maxiter": 1000, "ftol": 1e-12})
-    w = np.clip(res.x, 0.0, hi)
-    return w / w.sum()
+    cons = [{"type": "eq", "fun": lambda p: p.sum() - 1.0, "jac": lambda p: np.ones_like(p)}]
+    best = None
+    # Several starts (the prior, uniform, each vertex-leaning corner is too many): SLSQP
+    # can stop early on steep laws; keep the best feasible answer.
+    for start in (x0, onto_capped_simplex(np.ones(n), hi)):
+        res = minimize(f, start, jac=True, method="SLSQP", bounds=[(0.0, h) for h in hi],
+                       constraints=cons, options={"maxiter": 1000, "ftol": 1e-12})
+        w = onto_capped_simplex(np.clip(res.x, 0.0, None), hi)
+        val = f(w)[0]
+        if best is None or val < best[0]:
+            best = (val, w, res.success)
+    if not best[2]:
+        res = minimize(f, best[1], jac=True, method="trust-constr",
+                       bounds=[(0.0, h) for h in hi],
+                       constraints=[{"type": "eq", "fun": lambda p: p.sum() - 1.0}])
+        w = onto_capped_simplex(np.clip(res.x, 0.0, None), hi)
+        if f(w)[0] < best[0]:
+            best = (f(w)[0], w, res.success)
+    return best[1]
 
 
 @dataclass
 class RegressionFit:
     weights: np.ndarray
     laws: dict[str, LogLinearLaw]
-    spearman: dict[str, float]  # cross-validated, per metric
+    spearman: dict[str, float | None]  # cross-validated, per metric (None: not computable)
     n_runs: int
 
 
@@ -315,6 +357,11 @@ def regression_weights(runs: ProxyRuns, *, metrics: Sequence[str] | None = None,
     if not (kl >= 0 and math.isfinite(kl)):
         raise InputError(f"regression: kl must be a finite number >= 0, got {kl}")
     cols = [runs.metrics.index(m) for m in names]
+    for m, j in zip(names, cols, strict=True):
+        if (runs.values[:, j] <= 0).any():
+            raise InputError(f"regression: metric {m!r} has values <= 0; the law "
+                             "exp(c) + exp(t.p) models a positive loss (lower is better): "
+                             "use a loss, or e.g. 1 - accuracy")
     n = len(runs.tasks)
     prior = np.full(n, 1.0 / n) if prior is None else np.asarray(prior, dtype=np.float64)
     if prior.shape != (n,) or (prior < 0).any() or not prior.sum() > 0:
@@ -323,4 +370,14 @@ def regression_weights(runs: ProxyRuns, *, metrics: Sequence[str] | None = None,
             for m, j in zip(names, cols, strict=True)}
     rho = cross_validated_spearman(runs.weights, runs.values[:, cols], seed=seed, delta=delta)
     w = minimise_laws(list(laws.values()), prior, kl=kl, caps=caps)
-    return RegressionFit(w, laws, dict(zip(names, rho, strict=True)), len(runs.run_ids))
+    # JSON has no NaN: a correlation that cannot be computed (< 4 runs, constant
+    # predictions) is None.
+    spearman = {m: (float(r) if math.isfinite(r) else None)
+                for m, r in zip(names, rho, strict=True)}
+    return RegressionFit(w, laws, spearman, len(runs.run_ids))
+
+
+def mean_spearman(spearman: dict[str, float | None]) -> float | None:
+    """Mean of the finite held-out rank correlations (None when there are none)."""
+    vals = [r for r in spearman.values() if r is not None]
+    return float(np.mean(vals)) if vals else None

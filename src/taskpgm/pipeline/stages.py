@@ -225,12 +225,11 @@ def preflight(ctx: PipelineContext) -> None:
         targets += _named(lambda: ctx.target_task_names(cfg.mixture.targets), "mixture.targets")
     for i, st in enumerate(cfg.strategies):
         if st.method == "mixmin":
-            targets += _named(lambda st=st: strategy_targets(ctx, st.params.get("targets", "heldout")),
+            targets += _named(lambda st=st: strategy_targets(ctx, _param(st, "targets", "heldout")),
                               f"strategies[{i}].params.targets")
         elif st.method in ("auto", "regression"):
             # Validation targets need probe examples but no scores (auto scores its models).
-            for name in _named(lambda st=st: strategy_targets(ctx, st.params.get("targets",
-                                                                                "heldout")),
+            for name in _named(lambda st=st: strategy_targets(ctx, _param(st, "targets", "heldout")),
                                f"strategies[{i}].params.targets"):
                 if pool.task(name).count("probe") < 1:
                     raise InputError(f"{pool.split_path(name, 'probe')}: validation task "
@@ -532,7 +531,7 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool 
             kwargs["families"] = {t: pool.task(t).family for t in train}
         elif strategy.method == "mixmin":
             kwargs["scores"] = ctx.paths.scores
-            kwargs["targets"] = strategy_targets(ctx, strategy.params.get("targets", "heldout"))
+            kwargs["targets"] = strategy_targets(ctx, _param(strategy, "targets", "heldout"))
     mix = solve(aff, **kwargs)
     mix.params = {**mix.params, "strategy": strategy.name}
     return mix
@@ -602,7 +601,7 @@ def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
 
     cfg = ctx.cfg
     names = auto_candidates(cfg, strategy)
-    targets = strategy_targets(ctx, strategy.params.get("targets", "heldout"))
+    targets = strategy_targets(ctx, _param(strategy, "targets", "heldout"))
     validation = validation_split(ctx, targets)
     per = validation_scores(ctx, {n: ctx.paths.model(n) for n in names}, validation)
     reference = next((n for n in names if cfg.strategy(n).method == "uniform"), None)
@@ -612,9 +611,32 @@ def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
                   params={"strategy": strategy.name, "chosen": sel.chosen, "candidates": names,
                           "validation": {"split": "probe", "tasks": targets}},
                   diagnostics={"validation_loss": sel.losses, "reference": sel.reference,
-                               "margin_to_reference": {n: {"mean": m, "low": lo, "high": hi}
-                                                       for n, (m, lo, hi) in sel.margins.items()}})
+                               "margin_to_reference": {
+                                   n: {"mean": m, "low": _finite(lo), "high": _finite(hi)}
+                                   for n, (m, lo, hi) in sel.margins.items()}})
     mix.save(ctx.paths.strategy_mixture(strategy.name))
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: a figure that could not be computed is None."""
+    return float(x) if np.isfinite(x) else None
+
+
+def _param(strategy: StrategyConfig, key: str, default: Any) -> Any:
+    """A strategy param, its default when absent or null."""
+    value = strategy.params.get(key)
+    return default if value is None else value
+
+
+def epoch_caps(ctx: PipelineContext, sizes: np.ndarray) -> np.ndarray | None:
+    """Per training task, the largest weight the epoch limits allow (the tighter of
+    ``sample.max_epochs`` and ``mixture.max_epochs``, each x size / budget); None: no
+    limit. A mixture over them can always be sampled."""
+    limits = [m for m in (ctx.cfg.sample.max_epochs, ctx.cfg.mixture.max_epochs)
+              if m is not None]
+    if not limits:
+        return None
+    return np.minimum(min(limits) * sizes / ctx.cfg.sample.budget, 1.0)
 
 
 def regression_runs(ctx: PipelineContext, strategy: StrategyConfig) -> int:
@@ -655,54 +677,74 @@ def _proxy_time(ctx: PipelineContext, n: int) -> str:
     return f"about {n * each / 60:.1f} min at the {each:.1f} s a strategy's training took here"
 
 
-def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
-    """``regression`` (RegMix / olmix): train N proxies on mixtures drawn around the task
-    sizes (each proxy like a strategy's model: same base, budget, sampler, trainer;
-    finished ones are kept on a resume), score them on the validation split, fit the
-    log-linear law per validation task and minimise its mean (taskpgm.mixture.regression).
-    The proxy runs are kept in olmix's layout under proxies/<name>/."""
-    from taskpgm.mixture.auto import task_losses
-    from taskpgm.mixture.regression import ProxyRuns, design_runs, regression_weights, save_runs
+def _proxy_designs(ctx: PipelineContext, strategy: StrategyConfig):
+    """(training tasks, their sizes, epoch caps, the N proxy mixtures) of a regression
+    strategy: RegMix designs around the sizes, under the epoch limits."""
+    from taskpgm.mixture.regression import design_runs
+
+    pool = ctx.pool()
+    train = ctx.train_task_names()
+    sizes = np.array([pool.task(t).count("train") for t in train], dtype=np.float64)
+    caps = epoch_caps(ctx, sizes)
+    designs = design_runs(sizes, regression_runs(ctx, strategy), seed=ctx.cfg.run.seed,
+                          caps=caps)
+    return train, sizes, caps, designs
+
+
+def _proxy_model(ctx: PipelineContext, strategy: StrategyConfig, k: int) -> Path:
+    return ctx.paths.root / "proxies" / strategy.name / f"run{k:04d}" / "model"
+
+
+def stage_regression_proxies(ctx: PipelineContext, strategy: StrategyConfig) -> None:
+    """``regression``'s proxies (RegMix / olmix): one model per designed mixture, each
+    trained like a strategy's model (same base, budget, sampler, trainer); a resumed run
+    keeps the finished ones. Its own stage, so refitting (kl, targets) trains nothing."""
     from taskpgm.models.train import is_finished, train_model
     from taskpgm.sample import materialise
 
     cfg = ctx.cfg
     pool = ctx.pool()
-    train = ctx.train_task_names()
-    sizes = np.array([pool.task(t).count("train") for t in train], dtype=np.float64)
-    n_runs = regression_runs(ctx, strategy)
-    designs = design_runs(sizes, n_runs, seed=cfg.run.seed)
-    root = ctx.paths.root / "proxies" / strategy.name
-    models = {}
+    train, _, _, designs = _proxy_designs(ctx, strategy)
     for k, w in enumerate(designs):
-        run = root / f"run{k:04d}"
-        models[run.name] = run / "model"
-        if is_finished(run / "model"):
+        model = _proxy_model(ctx, strategy, k)
+        if is_finished(model):
             continue
         seed = int(np.random.SeedSequence([cfg.run.seed, 7919, k]).generate_state(1)[0])
-        materialise(pool, Mixture("proxy", train, w), cfg.sample.budget, run / "data",
+        materialise(pool, Mixture("proxy", train, w), cfg.sample.budget, model.parent / "data",
                     seed=seed, allocation=cfg.sample.allocation,
                     max_epochs=cfg.sample.max_epochs, separator=cfg.model.separator)
-        train_model(ctx.base_dir, run / "data", run / "model",
+        train_model(ctx.base_dir, model.parent / "data", model,
                     config=finetune_config(ctx, cfg.train, seed), progress=ctx.progress,
-                    description=f"proxy {k + 1}/{n_runs} of {strategy.name}")
-    targets = strategy_targets(ctx, strategy.params.get("targets", "heldout"))
+                    description=f"proxy {k + 1}/{len(designs)} of {strategy.name}")
+
+
+def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
+    """``regression``: score the proxies on the validation split, fit the log-linear law
+    per validation task and minimise its mean (taskpgm.mixture.regression). The runs are
+    left in olmix's layout under runs/<name>/ (ratios.csv, metrics.csv)."""
+    from taskpgm.mixture.auto import task_losses
+    from taskpgm.mixture.regression import (
+        ProxyRuns,
+        mean_spearman,
+        regression_weights,
+        save_runs,
+    )
+
+    cfg = ctx.cfg
+    train, sizes, caps, designs = _proxy_designs(ctx, strategy)
+    models = {f"run{k:04d}": _proxy_model(ctx, strategy, k) for k in range(len(designs))}
+    targets = strategy_targets(ctx, _param(strategy, "targets", "heldout"))
     per = validation_scores(ctx, models, validation_split(ctx, targets))
     values = np.array([task_losses(per[r]) for r in models])  # [N, targets]
     runs = ProxyRuns(list(models), train, designs, [f"loss:{t}" for t in targets], values)
-    save_runs(root, runs)
-    caps = None
-    if cfg.mixture.max_epochs is not None:
-        caps = np.minimum(cfg.mixture.max_epochs * sizes / cfg.sample.budget, 1.0)
-    fit = regression_weights(runs, prior=sizes, kl=float(strategy.params.get("kl", 0.05)),
-                             caps=caps, seed=cfg.run.seed)
+    save_runs(ctx.paths.root / "runs" / strategy.name, runs)
+    kl = float(_param(strategy, "kl", 0.05))
+    fit = regression_weights(runs, prior=sizes, kl=kl, caps=caps, seed=cfg.run.seed)
     mix = Mixture("regression", train, fit.weights,
-                  params={"strategy": strategy.name, "runs": n_runs,
-                          "kl": float(strategy.params.get("kl", 0.05)), "prior": "sizes",
-                          "validation": {"split": "probe", "tasks": targets}},
-                  diagnostics={"proxy_trainings": n_runs, "cv_spearman": fit.spearman,
-                               "cv_spearman_mean": float(np.nanmean(list(fit.spearman.values())))
-                               if fit.spearman else None})
+                  params={"strategy": strategy.name, "runs": len(designs), "kl": kl,
+                          "prior": "sizes", "validation": {"split": "probe", "tasks": targets}},
+                  diagnostics={"proxy_trainings": len(designs), "cv_spearman": fit.spearman,
+                               "cv_spearman_mean": mean_spearman(fit.spearman)})
     mix.save(ctx.paths.strategy_mixture(strategy.name))
 
 
@@ -715,9 +757,31 @@ def replicate_seed(ctx: PipelineContext, name: str) -> int:
     return int(np.random.SeedSequence([ctx.cfg.run.seed, k]).generate_state(1)[0])
 
 
+def _handed_over(ctx: PipelineContext, name: str) -> str | None:
+    """The candidate whose data and model an ``auto`` strategy takes as its own (D19): the
+    model validation chose is the model it returns, so nothing is trained twice. Its
+    replicates (``replicate: k``) train the chosen mixture with their own seeds."""
+    st = ctx.cfg.strategy(name)
+    if st.method != "auto" or int(st.params.get("replicate", 0)):
+        return None
+    return str(Mixture.load(ctx.paths.strategy_mixture(name)).params["chosen"])
+
+
+def _copy_dir(src: Path, out: Path, marker: str) -> None:
+    import shutil
+
+    from taskpgm.io import atomic_dir
+
+    with atomic_dir(out, replaces=marker) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
 def stage_data(ctx: PipelineContext, name: str) -> None:
     from taskpgm.sample import materialise
 
+    if (chosen := _handed_over(ctx, name)) is not None:
+        _copy_dir(ctx.paths.data(chosen), ctx.paths.data(name), "manifest.json")
+        return
     s = ctx.cfg.sample
     mix = Mixture.load(ctx.paths.strategy_mixture(name))
     materialise(ctx.pool(), mix, s.budget, ctx.paths.data(name), seed=replicate_seed(ctx, name),
@@ -726,7 +790,11 @@ def stage_data(ctx: PipelineContext, name: str) -> None:
 
 
 def stage_train(ctx: PipelineContext, name: str) -> None:
-    from taskpgm.models.train import train_model
+    from taskpgm.models.train import TRAIN_MARKER, train_model
+
+    if (chosen := _handed_over(ctx, name)) is not None:
+        _copy_dir(ctx.paths.model(chosen), ctx.paths.model(name), TRAIN_MARKER)
+        return
 
     t = ctx.cfg.train
     train_model(ctx.base_dir, ctx.paths.data(name), ctx.paths.model(name),
@@ -859,25 +927,30 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
             make_mixture = stage_auto_mixture
         outputs: tuple[str, ...] = (f"mixtures/{st.name}.json",)
         if st.method == "regression":
-            # Trains its own proxies (resumable: finished proxies are kept).
-            s_payload.update(sample=cfg.section("sample"), train=cfg.section("train"),
-                             model=cfg.section("model"), mixture=cfg.section("mixture"),
+            # Its proxies are a stage of their own (resumable: finished proxies are kept),
+            # read only by what shapes them, so refitting (kl, targets) trains nothing.
+            stages.append(Stage(
+                f"proxies:{st.name}", _bind(stage_regression_proxies, ctx, st),
+                {"runs": st.params.get("runs"), "sample": cfg.section("sample"),
+                 "train": cfg.section("train"), "model": cfg.section("model"),
+                 "mixture_max_epochs": cfg.mixture.max_epochs, "seed": seed},
+                deps=("pool", "base"), outputs=(f"proxies/{st.name}",), resumable=True,
+                describe=_regression_note(ctx, st)))
+            s_payload.update(model=cfg.section("model"),
+                             mixture_max_epochs=cfg.mixture.max_epochs,
                              max_batch_tokens=cfg.evaluate.max_batch_tokens,
                              evaluate_split=cfg.evaluate.split)
-            s_deps = ("pool", "base")
+            s_deps = (f"proxies:{st.name}",)
             make_mixture = stage_regression_mixture
-            outputs = (f"proxies/{st.name}", *outputs)
+            outputs = (*outputs, f"runs/{st.name}")
         note = None
         if st.method == "auto":
             n_cands = len(cands)
             note = (lambda _up, n=n_cands: f"auto: chooses among {n} strategies' trained "
                     f"models by validation loss (their {n} trainings are their own stages; "
-                    "no extra training)")
-        elif st.method == "regression":
-            note = _regression_note(ctx, st)
+                    "it takes the chosen model over: no extra training)")
         stages.append(Stage(f"mixture:{st.name}", _bind(make_mixture, ctx, st),
-                            s_payload, deps=s_deps, outputs=outputs, describe=note,
-                            resumable=st.method == "regression"))
+                            s_payload, deps=s_deps, outputs=outputs, describe=note))
         stages.append(Stage(f"data:{st.name}", _bind(stage_data, ctx, st.name),
                             {"sample": cfg.section("sample"), "seed": seed,
                              "separator": cfg.model.separator},

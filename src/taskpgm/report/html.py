@@ -285,21 +285,24 @@ def _auto_tables(mixtures: dict[str, Mixture]) -> list[str]:
         rows = []
         for cand, loss in sorted(losses.items(), key=lambda kv: kv[1]):
             m = margins.get(cand)
-            margin = "-" if m is None else (f"{m['mean']:+.4f} [{m['low']:+.4f}, "
-                                            f"{m['high']:+.4f}]")
+            margin = "-" if m is None else f"{m['mean']:+.4f}" + (
+                "" if m.get("low") is None else f" [{m['low']:+.4f}, {m['high']:+.4f}]")
             mark = " (chosen)" if cand == mix.params.get("chosen") else ""
             rows.append(f"<tr><td>{html.escape(cand + mark)}</td><td>{loss:.4f}</td>"
-                        f"<td>{margin}</td></tr>")
+                        + ("" if ref is None else f"<td>{margin}</td>") + "</tr>")
         parts += [f"<h2>Validation-selected mixture: {html.escape(name)}</h2>",
                   (f"<p>{len(losses)} candidates, each trained once by its own strategy on "
                    f"this run's budget ({len(losses)} proxy trainings); validated on the "
                    f"{html.escape(str(val.get('split', 'probe')))} split of "
                    f"{len(val.get('tasks', []))} tasks, never on the evaluation split. "
-                   "Lowest validation loss per token wins. Margin: loss minus "
-                   f"{html.escape(str(ref))}'s, 95% paired bootstrap interval over "
-                   "validation examples (the training noise of each proxy is not in it).</p>"),
+                   "Lowest validation loss per token wins. "
+                   + ("No candidate is uniform, so no margins are shown.</p>" if ref is None else
+                      f"Margin: loss minus {html.escape(str(ref))}'s, 95% paired bootstrap "
+                      "interval over validation examples (the training noise of each proxy is "
+                      "not in it).</p>")),
                   ("<table><tr><th>candidate</th><th>validation loss/token</th>"
-                   f"<th>margin to {html.escape(str(ref))}</th></tr>{''.join(rows)}</table>")]
+                   + ("" if ref is None else f"<th>margin to {html.escape(str(ref))}</th>")
+                   + f"</tr>{''.join(rows)}</table>")]
     return parts
 
 

@@ -219,3 +219,12 @@ def test_r_path_refuses_collisions_bad_names_and_leaves_replicates_alone():
                 {"name": "a.rep1", "method": "auto",
                  "params": {"r_path": [1], "replicate": 1000}}])
     assert [s.name for s in cfg.strategies] == ["uniform", "a", "a.rep1", "a.r1"]
+
+
+def test_the_validation_curve_is_drawn_only_along_r_path_candidates():
+    pytest.importorskip("matplotlib")
+    from taskpgm.report.figures import validation_curve
+
+    assert validation_curve("a", {"uniform": 1.0, "fb": 0.9}, "fb") is None
+    png = validation_curve("a", {"uniform": 1.0, "a.r0.5": 0.95, "a.r1": 0.97}, "a.r0.5")
+    assert png is not None and png.startswith(b"\x89PNG")

@@ -234,3 +234,28 @@ def group_mass_bars(gm, top: int = 12) -> bytes:
     ax.legend(handles[::-1], names[::-1], fontsize=6, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)
+
+
+def validation_curve(name: str, losses: dict[str, float], chosen: str | None) -> bytes | None:
+    """An auto strategy's validation loss along its r-path candidates (``<name>.r<value>``)
+    with every other candidate as a horizontal line; None without r-path candidates."""
+    prefix = f"{name}.r"
+    points = sorted((float(c[len(prefix):]), v) for c, v in losses.items()
+                    if c.startswith(prefix))
+    if not points:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    r, v = zip(*points, strict=True)
+    ax.plot(r, v, "o-", color="#0969da", label="TaskPGM along r_rel")
+    for i, (cand, loss) in enumerate(sorted((c, v) for c, v in losses.items()
+                                            if not c.startswith(prefix))):
+        ax.axhline(loss, lw=0.8, ls="--", color=f"C{(i + 1) % 10}", label=cand)
+    if chosen is not None and chosen.startswith(prefix):
+        ax.plot([float(chosen[len(prefix):])], [losses[chosen]], "*", ms=14, color="#cf222e",
+                label="chosen")
+    ax.set_xlabel("r_rel")
+    ax.set_ylabel("validation loss / token")
+    ax.set_title(f"{name}: validation loss of each candidate's model")
+    ax.legend(fontsize=6, ncol=2)
+    return _png(fig)

@@ -258,7 +258,7 @@ def _estimated_caption(aff, estimated, mixtures: dict[str, Mixture]) -> str:
     return f'<p class="caption">{html.escape(how, quote=False)}</p>'
 
 
-def _auto_tables(mixtures: dict[str, Mixture]) -> list[str]:
+def _auto_tables(mixtures: dict[str, Mixture], fig_dir: Path | None = None) -> list[str]:
     """Per ``auto`` strategy: every candidate's validation loss and paired margin to
     uniform, the chosen one marked (D19); per ``regression`` strategy: its proxy count and
     the fit's held-out rank correlation."""
@@ -303,6 +303,11 @@ def _auto_tables(mixtures: dict[str, Mixture]) -> list[str]:
                   ("<table><tr><th>candidate</th><th>validation loss/token</th>"
                    + ("" if ref is None else f"<th>margin to {html.escape(str(ref))}</th>")
                    + f"</tr>{''.join(rows)}</table>")]
+        curve = figures.validation_curve(name, losses, mix.params.get("chosen"))
+        if curve is not None:
+            if fig_dir is not None:
+                atomic_write_bytes(fig_dir / f"validation_{name}.png", curve)
+            parts.append(_img(f"validation curve {name}", curve))
     return parts
 
 
@@ -351,7 +356,7 @@ def build_report(out_dir: str | Path, inp: ReportInputs) -> Path:
         parts += ["<h2>Mixtures</h2>", _img("mixtures", pngs["mixtures"]),
                   "<details><summary>weights table</summary>", _mixture_table(inp, order),
                   "</details>"]
-        parts += _auto_tables(inp.mixtures)
+        parts += _auto_tables(inp.mixtures, fig_dir)
     for fig_name, gm, note in views:
         kind = "family" if fig_name == "family_mass" or gm is None else "cluster"
         parts += [f"<h2>Mass per {kind}</h2>", f"<p>{html.escape(note)}</p>"]

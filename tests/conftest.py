@@ -28,3 +28,18 @@ def cli(capsys):
         return code, out.out, out.err
 
     return _run
+
+
+def tiny_run_config(tmp_path, strategies, *, experts_steps=3, budget=200, train_steps=5,
+                    max_examples=20):
+    """A run of the synthetic suite on a one-layer tiny model: seconds on a CPU."""
+    from taskpgm.config import config_from_dict
+
+    return config_from_dict({
+        "run": {"dir": str(tmp_path / "run")},
+        "model": {"tiny": {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 128}},
+        "experts": {"steps": experts_steps, "batch_size": 8}, "sample": {"budget": budget},
+        "train": {"steps": train_steps, "batch_size": 8},
+        "evaluate": {"max_examples": max_examples}, "report": {"enabled": False},
+        "strategies": strategies,
+    })

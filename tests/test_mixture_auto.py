@@ -105,22 +105,16 @@ def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path, monk
     from pathlib import Path
 
     pytest.importorskip("torch")
+    from conftest import tiny_run_config
     from taskpgm.mixture.record import Mixture
     from taskpgm.pipeline import run_pipeline
     from taskpgm.report.records import ModelEval
     from taskpgm.tasks.pool import Pool
 
-    cfg = config_from_dict({
-        "run": {"dir": str(tmp_path / "run")},
-        "model": {"tiny": {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 128}},
-        "experts": {"steps": 3, "batch_size": 8}, "sample": {"budget": 200},
-        "train": {"steps": 5, "batch_size": 8}, "evaluate": {"max_examples": 20},
-        "report": {"enabled": False},
-        "strategies": [{"name": "best", "method": "auto"},
-                       {"name": "uniform", "method": "uniform"},
-                       {"name": "size", "method": "size"},
-                       {"name": "fb", "method": "family-balanced"}],
-    })
+    cfg = tiny_run_config(tmp_path, [{"name": "best", "method": "auto"},
+                                     {"name": "uniform", "method": "uniform"},
+                                     {"name": "size", "method": "size"},
+                                     {"name": "fb", "method": "family-balanced"}])
     import taskpgm.models.train as train_mod
 
     real, trained = train_mod.train_model, []

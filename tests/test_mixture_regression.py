@@ -168,17 +168,12 @@ def test_cli_designs_fits_and_refuses_bad_input(tmp_path, cli):
 
 
 def _reg_config(tmp_path, runs=4):
-    from taskpgm.config import config_from_dict
+    from conftest import tiny_run_config
 
-    return config_from_dict({
-        "run": {"dir": str(tmp_path / "run")},
-        "model": {"tiny": {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 128}},
-        "experts": {"steps": 2, "batch_size": 8}, "sample": {"budget": 120},
-        "train": {"steps": 3, "batch_size": 8}, "evaluate": {"max_examples": 10},
-        "report": {"enabled": False},
-        "strategies": [{"name": "uniform", "method": "uniform"},
-                       {"name": "reg", "method": "regression", "params": {"runs": runs}}],
-    })
+    return tiny_run_config(tmp_path, [{"name": "uniform", "method": "uniform"},
+                                      {"name": "reg", "method": "regression",
+                                       "params": {"runs": runs}}],
+                           experts_steps=2, budget=120, train_steps=3, max_examples=10)
 
 
 def test_config_checks_regression_params_before_any_work():

@@ -68,6 +68,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 # the run's trained strategies by validation loss, D19; regression, which trains its own
 # proxies and fits RegMix/olmix's law), beside the library's.
 PIPELINE_METHODS: tuple[str, ...] = ("dirichlet", "auto", "regression")
+# The pipeline methods that choose on a validation split (the targets' probe examples).
+VALIDATING_METHODS: tuple[str, ...] = ("auto", "regression")
 METHODS: tuple[str, ...] = (*METHOD_OPTIONS, *PIPELINE_METHODS)
 POOL_SOURCES: tuple[str, ...] = ("synthetic", "dir", "import", "bigbench")
 # Metrics computed from stored top-k next-token distributions (need scoring.topk > 0).
@@ -734,7 +736,7 @@ class Config(_Section):
         for index, st in enumerate(self.strategies):
             if st.method == "auto":
                 self._check_auto(index, st)
-            if st.method in ("auto", "regression") and self.evaluate.split == "probe":
+            if st.method in VALIDATING_METHODS and self.evaluate.split == "probe":
                 raise ValueError(f"strategies[{index}] (strategy {st.name!r}): {st.method} "
                                  "chooses on the probe split, so evaluate.split cannot be "
                                  "'probe' (the evaluation split never chooses a mixture)")

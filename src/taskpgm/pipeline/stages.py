@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from taskpgm.config import (
+    PIPELINE_METHODS,
+    VALIDATING_METHODS,
     Config,
     StrategyConfig,
     auto_candidates,
@@ -227,7 +229,7 @@ def preflight(ctx: PipelineContext) -> None:
         if st.method == "mixmin":
             targets += _named(lambda st=st: strategy_targets(ctx, _param(st, "targets", "heldout")),
                               f"strategies[{i}].params.targets")
-        elif st.method in ("auto", "regression"):
+        elif st.method in VALIDATING_METHODS:
             # Validation targets need probe examples but no scores (auto scores its models).
             for name in _named(lambda st=st: strategy_targets(ctx, _param(st, "targets", "heldout")),
                                f"strategies[{i}].params.targets"):
@@ -251,7 +253,7 @@ def preflight(ctx: PipelineContext) -> None:
     main = StrategyConfig(name="mixture", method="taskpgm", params={})
     for field, st in [("mixture", main), *((f"strategies[{i}] ({s.name})", s)
                                            for i, s in enumerate(cfg.strategies))]:
-        if st.method in ("mixmin", "dirichlet", "auto", "regression"):
+        if st.method in ("mixmin", *PIPELINE_METHODS):
             continue  # they need scores or trained models; their targets are checked above
         try:
             solve_strategy(ctx, st, dry=True)

@@ -134,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regression", type=int, default=0, metavar="N",
                     help="add the regression mixer with N proxy runs per seed (0: not run; "
                          "each proxy costs one strategy's training)")
+    ap.add_argument("--add", action="append", default=[], metavar="JSON",
+                    help='an extra strategy, e.g. \'{"name": "c1", "method": "taskpgm", '
+                         '"params": {"r_rel": 1.0}}\' (repeatable; a development candidate '
+                         'beside the defaults)')
     ap.add_argument("--only", default=None,
                     help="comma-separated strategy names to keep (default: all of the suite's)")
     args = ap.parse_args(argv)
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.collect:
             others = [f for f, on in (("--bigbench", args.bigbench),
                                       ("--redundancy", args.redundancy), ("--set", args.set),
-                                      ("--only", args.only),
+                                      ("--only", args.only), ("--add", args.add),
                                       ("--regression", args.regression)) if on]
             if others:
                 raise ConfigError(f"--collect summarises finished runs as they are; "
@@ -172,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
 
             base.strategies = [*base.strategies, StrategyConfig(
                 name="regression", method="regression", params={"runs": args.regression})]
+        for raw in args.add:
+            from taskpgm.config import StrategyConfig
+
+            try:
+                extra = StrategyConfig.model_validate(json.loads(raw))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"--add {raw!r}: {str(exc).splitlines()[0]}") from None
+            if extra.name in {st.name for st in base.strategies}:
+                raise ConfigError(f"--add: a strategy named {extra.name!r} already exists")
+            base.strategies = [*base.strategies, extra]
         if args.only:
             keep = [n.strip() for n in args.only.split(",") if n.strip()]
             unknown = sorted(set(keep) - {st.name for st in base.strategies})

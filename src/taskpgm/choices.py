@@ -67,7 +67,7 @@ WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 # process, or one Ray task per expert.
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
-_KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge", "scale_utilities")
+_KERNEL_OPTIONS = ("kernel_floor", "sigma", "ridge", "bandwidth", "scale_utilities")
 # Every strategy of taskpgm.mixture.solve, in registry order, with the extra keyword
 # options (``**params`` of solve) it reads; taskpgm.mixture.api.STRATEGIES pairs each with
 # its implementation.
@@ -81,7 +81,7 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "unimax": ("unimax_budget", "max_epochs"),
     "given": ("weights",),
     "family-balanced": ("families",),
-    "cluster-balanced": (),
+    "cluster-balanced": ("bandwidth",),
     "mixmin": ("scores",),
 }
 METHODS: tuple[str, ...] = tuple(METHOD_OPTIONS)
@@ -97,6 +97,7 @@ OPTION_TYPES: dict[str, str] = {
     "kernel_floor": "number>=0",
     "sigma": "number>0",
     "ridge": "number>=0",
+    "bandwidth": "number>0",
     "scale_utilities": "bool",
     "costs": "values>0",
     "cost_budget": "number>0",

@@ -523,8 +523,9 @@ def _check_strategy_params(st: StrategyConfig, index: int,
     if st.method in _TASKPGM_METHODS:
         params.update(_check_mixture_params(params, mixture, fail))
         kernel = params.get("kernel", mixture.kernel)
-        if params.get("ridge") is not None and kernel != "calibrated":
-            raise fail("ridge", f"ridge is an option of kernel 'calibrated', not {kernel!r}")
+        for key in ("ridge", "bandwidth"):
+            if params.get(key) is not None and kernel != "calibrated":
+                raise fail(key, f"{key} is an option of kernel 'calibrated', not {kernel!r}")
         if params.get("sigma") is not None and kernel not in ("exp", "laplacian"):
             raise fail("sigma", f"sigma is an option of kernels 'exp' and 'laplacian', not "
                                 f"{kernel!r}")

@@ -70,30 +70,48 @@ def check_noise(noise, n: int) -> np.ndarray | None:
     return arr
 
 
-def normalised_distances(S: np.ndarray, noise=None) -> tuple[np.ndarray, dict[str, float]]:
-    """``t = d / h`` (see the module docstring) and the numbers that set ``h``."""
+def check_bandwidth(bandwidth) -> float:
+    """The relative bandwidth (fraction of the median distance); None: ``REL_SCALE``."""
+    if bandwidth is None:
+        return REL_SCALE
+    try:
+        value = float(bandwidth)
+    except (TypeError, ValueError):
+        raise InputError(f"bandwidth must be a number > 0, got {bandwidth!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise InputError(f"bandwidth must be a number > 0, got {bandwidth!r}")
+    return value
+
+
+def normalised_distances(S: np.ndarray, noise=None,
+                         bandwidth: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """``t = d / h`` (see the module docstring) and the numbers that set ``h``.
+
+    ``bandwidth``: the fraction of the median distance below which two tasks count as
+    near-copies (default ``REL_SCALE``)."""
+    rel = check_bandwidth(bandwidth)
     d = distances(S)
     n = d.shape[0]
     off = d[~np.eye(n, dtype=bool)]
     scale = float(np.median(off)) if off.size else 0.0
     sigma = check_noise(noise, n)
-    h = np.full((n, n), REL_SCALE * scale)
+    h = np.full((n, n), rel * scale)
     if sigma is not None:
         h = np.maximum(h, Z_NOISE * sigma)
     if not np.any(h > 0):
         # Every distance is 0 (or there is nothing to compare): all tasks are one cluster.
         h = np.ones((n, n))
     h = np.where(h > 0, h, np.min(h[h > 0]))
-    info = {"median_distance": scale, "rel_scale": REL_SCALE, "z_noise": Z_NOISE,
+    info = {"median_distance": scale, "rel_scale": rel, "z_noise": Z_NOISE,
             "noise": "per-entry standard errors" if sigma is not None else "unknown",
             "median_bandwidth": float(np.median(h[~np.eye(n, dtype=bool)])) if n > 1 else 0.0}
     return d / h, info
 
 
-def redundancy_clusters(S: np.ndarray, noise=None) -> np.ndarray:
+def redundancy_clusters(S: np.ndarray, noise=None, bandwidth: float | None = None) -> np.ndarray:
     """Cluster labels 0..k-1 (numbered by first member): average-linkage clustering of
     the normalised distances, cut at ``CLUSTER_CUT`` (where the calibrated kernel = 1/2)."""
-    t, _ = normalised_distances(S, noise)
+    t, _ = normalised_distances(S, noise, bandwidth)
     n = t.shape[0]
     if n == 1:
         return np.zeros(1, dtype=np.int64)

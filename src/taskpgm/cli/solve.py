@@ -79,6 +79,10 @@ def solve_command(
     sigma: Annotated[float | None, typer.Option(help="Bandwidth for exp/laplacian.")] = None,
     ridge: Annotated[float | None, typer.Option(help="Ridge of the calibrated kernel "
                                                 "(default 0.1).")] = None,
+    bandwidth: Annotated[float | None, typer.Option(
+        help="Calibrated kernel and cluster-balanced: the fraction of the median distance "
+             "between tasks below which two tasks count as near-copies (default 0.05).")
+    ] = None,
     unary: Annotated[str, typer.Option(help="auto (default: rowsum, or balanced with "
                                        "--kernel calibrated), balanced, rowsum (the paper's "
                                        "reference), target, given, none")] = "auto",
@@ -149,7 +153,8 @@ def solve_command(
     common = {"names": name_list if aff is None else None, "kernel": kernel, "unary": unary,
                   "targets": target_list, "utilities": _opt_values(utilities, "utilities"),
                   "caps": _opt_values(caps, "caps"), "floors": _opt_values(floors, "floors"),
-                  "kernel_floor": kernel_floor, "sigma": sigma, "ridge": ridge}
+                  "kernel_floor": kernel_floor, "sigma": sigma, "ridge": ridge,
+                  "bandwidth": bandwidth}
     if path:
         if method != "taskpgm":
             raise InputError("--path is for --method taskpgm")

@@ -87,7 +87,8 @@ def build_problem(inp: MixtureInputs) -> EnergyProblem:
     kern = build_kernel(inp.affinity, inp.kernel, floor=inp.params.get("kernel_floor"),
                         sigma=inp.params.get("sigma"),
                         noise=inp.noise if calibrated else None,
-                        ridge=inp.params.get("ridge"))
+                        ridge=inp.params.get("ridge"),
+                        bandwidth=inp.params.get("bandwidth"))
     u = unary_utilities(kern.matrix, inp.names, inp.unary, targets=inp.targets,
                         utilities=inp.utilities)
     if inp.params.get("scale_utilities"):
@@ -114,7 +115,7 @@ def _common_params(inp: MixtureInputs) -> dict[str, Any]:
         out["caps"] = inp.caps
     if inp.floors is not None:
         out["floors"] = inp.floors
-    for key in ("kernel_floor", "sigma", "ridge", "scale_utilities"):
+    for key in ("kernel_floor", "sigma", "ridge", "bandwidth", "scale_utilities"):
         if inp.params.get(key) is not None:
             out[key] = inp.params[key]
     return out
@@ -250,9 +251,11 @@ def _run_cluster_balanced(inp: MixtureInputs) -> Mixture:
     if inp.affinity is None:
         raise InputError("method 'cluster-balanced' needs an affinity matrix "
                          "(parameter 'affinity')")
-    labels = redundancy_clusters(inp.affinity, inp.noise)
+    labels = redundancy_clusters(inp.affinity, inp.noise, inp.params.get("bandwidth"))
     m = _baseline("cluster-balanced", group_balanced_weights(labels.tolist()), inp,
-                  {"noise": "per-entry" if inp.noise is not None else "unknown"})
+                  {"noise": "per-entry" if inp.noise is not None else "unknown",
+                   **({"bandwidth": inp.params["bandwidth"]}
+                      if inp.params.get("bandwidth") is not None else {})})
     m.diagnostics.update({"groups": int(labels.max()) + 1, "clusters": labels.tolist()})
     return m
 
@@ -472,7 +475,8 @@ def solve(
     standard errors of the affinity entries (taken from an :class:`AffinityMatrix`'s
     bootstrap intervals when it has them).
     Extra ``params`` (each strategy lists its own in ``STRATEGIES[m].options``; any other
-    is an error): ``kernel_floor``, ``sigma``, ``ridge`` (kernels), ``temperature``,
+    is an error): ``kernel_floor``, ``sigma``, ``ridge``, ``bandwidth`` (kernels; bandwidth
+    also of cluster-balanced), ``temperature``,
     ``cap``, ``unimax_budget``, ``max_epochs`` (baselines), ``costs`` + ``cost_budget``
     (budgeted TaskPGM by cost), ``weights`` (given), ``families`` (family-balanced),
     ``scores`` (mixmin: a ScoreTable or scores directory; ``targets`` = the tasks whose

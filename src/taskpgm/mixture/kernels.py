@@ -377,10 +377,11 @@ def _simplex_shift_lanczos(A: np.ndarray, alpha: float, b: np.ndarray, B: np.nda
     }
 
 
-def _calibrated(S: np.ndarray, floor: float | None, noise, ridge: float) -> Kernel:
+def _calibrated(S: np.ndarray, floor: float | None, noise, ridge: float,
+                bandwidth: float | None) -> Kernel:
     from taskpgm.affinity.redundancy import normalised_distances
 
-    t, info = normalised_distances(S, noise)
+    t, info = normalised_distances(S, noise, bandwidth)
     W = np.exp(-0.5 * t**2)
     # W is 1 on the diagonal and in [0, 1] elsewhere, but t is not a Euclidean distance,
     # so W need not be PSD: take the nearest PSD matrix (eigenvalues clipped at 0).
@@ -401,10 +402,13 @@ def _sigma(S: np.ndarray) -> float:
 def build_kernel(
     S: np.ndarray, kind: str = "shift", *, floor: float | None = None,
     sigma: float | None = None, noise=None, ridge: float | None = None,
+    bandwidth: float | None = None,
 ) -> Kernel:
     """Return the PSD kernel of the given kind for affinity S (see module docstring).
 
     ``noise`` (calibrated only): standard error of each affinity entry (scalar or n x n).
+    ``bandwidth`` (calibrated only): fraction of the median distance below which tasks are
+    near-copies (:mod:`taskpgm.affinity.redundancy`).
     """
     if kind not in KERNELS:
         raise InputError(f"unknown kernel {kind!r} (choose from {', '.join(KERNELS)})")
@@ -414,12 +418,15 @@ def build_kernel(
         raise InputError(f"kernel sigma must be a positive number, got {sigma}")
     if ridge is not None and not (np.isfinite(ridge) and ridge >= 0):
         raise InputError(f"kernel ridge must be a finite number >= 0, got {ridge}")
-    if kind != "calibrated" and (ridge is not None or noise is not None):
-        raise InputError(f"ridge and noise are options of the 'calibrated' kernel, not {kind!r}")
+    if kind != "calibrated" and (ridge is not None or noise is not None
+                                 or bandwidth is not None):
+        raise InputError(f"ridge, bandwidth and noise are options of the 'calibrated' kernel, "
+                         f"not {kind!r}")
     S = np.asarray(S, dtype=np.float64)
     n = S.shape[0]
     if kind == "calibrated":
-        return _calibrated(S, floor, noise, CALIBRATED_RIDGE if ridge is None else ridge)
+        return _calibrated(S, floor, noise, CALIBRATED_RIDGE if ridge is None else ridge,
+                           bandwidth)
     if kind == "none":
         asym = float(np.max(np.abs(S - S.T))) if n else 0.0
         scale = max(1.0, float(np.max(np.abs(S))))

@@ -200,7 +200,7 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
     from the affinity's bootstrap intervals, as when the mixture was solved, because
     :func:`compute_path` and :func:`compute_influence` pass the AffinityMatrix itself.
     """
-    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma", "ridge",
+    keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma", "ridge", "bandwidth",
             "scale_utilities")
     out = {k: mixture.params[k] for k in keep if k in mixture.params}
     if ctx.cfg.mixture.r_rel is not None:

@@ -42,7 +42,9 @@ def test_solve_path_and_budget(cli, aff_npz, tmp_path):
                           "--out", out)
     assert code == 0 and "r-path" in stdout
     pts = json.loads(out.read_text())["points"]
-    assert pts[0]["weights"] == pytest.approx([0.2] * 5, abs=1e-9)  # r = 1/n: uniform
+    # r = 1/n: q = 1/(K 1), uniform up to the kernel's tails between these five distinct
+    # tasks (exp(-t^2/2) at t >= 4 is below 4e-4).
+    assert pts[0]["weights"] == pytest.approx([0.2] * 5, abs=1e-4)
     code, _, _ = cli("solve", "--affinity", aff_npz, "--budget-k", "2", "--out", tmp_path / "g")
     assert code == 0
     assert np.count_nonzero(Mixture.load(tmp_path / "g").weights) <= 2

@@ -46,7 +46,17 @@ def test_round_trip_of_a_modified_config(tmp_path):
 
 
 def test_trade_off_defaults_to_r_rel_and_beta_alone_replaces_it(tmp_path):
-    assert Config().mixture.r_rel == 0.5 and Config().mixture.beta is None
+    # r_rel null: the utilities' default, 1 with balanced (the default's), 0.5 otherwise.
+    assert Config().mixture.r_rel is None and Config().mixture.beta is None
+    import numpy as np
+
+    from taskpgm.mixture import make_inputs
+
+    S = np.array([[0.0, -1.0, -2.0], [-1.0, 0.0, -1.5], [-2.0, -1.5, 0.0]])
+    for unary, r_rel in (("auto", 1.0), ("balanced", 1.0), ("rowsum", 0.5)):
+        inp = make_inputs(S, unary=unary)
+        assert inp.beta / inp.lam * 3 == pytest.approx(r_rel)
+    assert make_inputs(S, r_rel=0.25).beta * 3 == pytest.approx(0.25)
     path = tmp_path / "c.yaml"
     path.write_text("mixture:\n  beta: 0.1\n")
     m = load_config(path).mixture

@@ -65,8 +65,11 @@ def test_run_killed_mid_way_resumes_without_redoing_finished_stages(tmp_path):
     assert st["pool"]["status"] == "done" and st["experts"]["status"] == "running"
     finished_before = {n for n, s in st.items() if s["status"] == "done"}
     stamp = {n: (run / "pool" / "pool.json").stat().st_mtime_ns for n in ["pool"]}
+    # Finished experts only: a SIGKILL can leave an expert's temporary folder
+    # (.<task>.taskpgm-*.tmp) behind, which the re-run clears away.
     experts_before = {p.parent.name: p.stat().st_mtime_ns
-                      for p in (run / "experts").glob("*/taskpgm_train.json")}
+                      for p in (run / "experts").glob("*/taskpgm_train.json")
+                      if not p.parent.name.startswith(".")}
 
     # 2. Re-run: finishes; finished stages are skipped, finished experts kept.
     out = subprocess.run(_cmd(config), env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -156,6 +156,10 @@ def test_misspelt_or_misplaced_options_are_refused():
         solve(S, method="uniform", temperature=3.0)
     with pytest.raises(InputError, match="calibrated"):
         solve(S, kernel="shift", ridge=0.5)
+    with pytest.raises(InputError, match="calibrated"):
+        solve(S, kernel="exp", bandwidth=0.1)
+    with pytest.raises(InputError, match="bandwidth"):
+        solve(S, bandwidth=0.0)
     with pytest.raises(InputError, match="positive row sums"):
         solve(S, kernel="shift", unary="balanced")
 
@@ -174,3 +178,30 @@ def test_measured_utilities_are_scaled_to_the_kernel_in_use():
     shift = build_problem(make_inputs(S, kernel="shift", unary="given", utilities=u,
                                       scale_utilities=True))
     assert shift.u == pytest.approx(scale_like_rowsum(u, S), abs=1e-9)
+
+
+def test_the_bandwidth_decides_whether_a_template_apart_is_a_near_copy():
+    # Two skills 4 nats apart; one skill's third template sits 0.3 nats from its other two.
+    # Median distance 4 (16 of 30 ordered pairs lie across skills), so a bandwidth of 5%
+    # is 0.2 nats (t = 1.5: beyond the cluster cut 1.18, its own cluster) and 10% is 0.4
+    # nats (t = 0.75: a near-copy, one cluster per skill).
+    S = np.full((6, 6), -4.0)
+    S[:3, :3] = 0.0
+    S[3:, 3:] = 0.0
+    S[2, :2] = S[:2, 2] = -0.3
+    np.fill_diagonal(S, 0.0)
+    assert redundancy_clusters(S, bandwidth=0.05).tolist() == [0, 0, 1, 2, 2, 2]
+    assert redundancy_clusters(S).tolist() == [0, 0, 0, 1, 1, 1]  # the default, 10% (D26)
+    k5 = build_kernel(S, "calibrated", bandwidth=0.05).matrix
+    k10 = build_kernel(S, "calibrated").matrix
+    assert k10[0, 2] > k5[0, 2]  # the template apart counts as more of a copy
+    # The narrow bandwidth pays the first skill for its template apart (q counts it as
+    # a region of its own: 0.59); the wider one brings the two skills near even (0.53).
+    wide = solve(S, bandwidth=0.10, r_rel=1.0).weights
+    narrow = solve(S, bandwidth=0.05, r_rel=1.0).weights
+    assert 0.5 < sum(wide[:3]) < 0.55
+    assert sum(narrow[:3]) > sum(wide[:3]) + 0.05
+    assert solve(S, bandwidth=0.10).params["bandwidth"] == 0.10
+    cb = solve(S, method="cluster-balanced", bandwidth=0.10)
+    assert cb.weights == pytest.approx([1 / 6] * 6)
+    assert cb.params["bandwidth"] == 0.10

@@ -95,12 +95,21 @@ def test_r_rel_is_r_in_units_of_one_over_n(n, seed, kind):
 
 def test_default_trade_off_is_r_rel_half_between_diversity_and_uniform():
     from taskpgm.mixture.api import R_REL_DEFAULT
+    from taskpgm.mixture.unary import balanced_reference
 
     n = 6
     S = random_affinity(n, 3)
-    m = solve(S)
+    m = solve(S, kernel="shift")
     assert R_REL_DEFAULT == 0.5 and m.params["r_rel"] == pytest.approx(0.5)
     assert m.params["beta"] == pytest.approx(0.5 / n) and m.params["lam"] == 1.0
+    # The default (calibrated kernel, balanced utilities) sits at the representativeness
+    # end, r_rel = 1: the inverse kernel density q itself (D26).
+    d = solve(S)
+    assert d.params["unary"] == "balanced" and d.params["r_rel"] == pytest.approx(1.0)
+    from taskpgm.mixture import build_kernel
+
+    q = balanced_reference(build_kernel(S, "calibrated").matrix)
+    assert d.weights == pytest.approx(q, abs=1e-8)
     # Giving only beta keeps the old meaning (lam = 1).
     assert solve(S, beta=2.0).params["r"] == pytest.approx(2.0)
     # Without binding bounds the rowsum optimum is the affine mix of uniform and the
@@ -227,8 +236,12 @@ def test_cli_r_rel_default_flag_and_conflict(cli, tmp_path):
     save_affinity(path, AffinityMatrix([f"t{i}" for i in range(5)], random_affinity(5, 1)))
     out = tmp_path / "m.json"
     assert cli("solve", "--affinity", path, "--out", out)[0] == 0
-    assert Mixture.load(out).params["r_rel"] == pytest.approx(0.5)  # the documented default
-    assert cli("solve", "--affinity", path, "--r-rel", "1", "--out", out)[0] == 0
+    # The documented defaults: 1 with the default's balanced utilities, 0.5 with rowsum.
+    assert Mixture.load(out).params["r_rel"] == pytest.approx(1.0)
+    assert cli("solve", "--affinity", path, "--kernel", "shift", "--out", out)[0] == 0
+    assert Mixture.load(out).params["r_rel"] == pytest.approx(0.5)
+    assert cli("solve", "--affinity", path, "--kernel", "shift", "--r-rel", "1",
+               "--out", out)[0] == 0
     assert Mixture.load(out).weights == pytest.approx(np.full(5, 0.2), abs=1e-9)
     code, _, err = cli("solve", "--affinity", path, "--r-rel", "0.5", "--beta", "2")
     assert code == 2 and "not both" in err and "Traceback" not in err

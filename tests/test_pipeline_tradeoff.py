@@ -30,8 +30,12 @@ def ctx(tmp_path):
 def test_section_default_and_strategy_overrides(ctx):
     n = len(ctx.train_task_names())
     default = solve_strategy(ctx, StrategyConfig(name="a", method="taskpgm"))
-    assert default.params["r_rel"] == pytest.approx(0.5)
-    assert default.params["r"] == pytest.approx(0.5 / n)
+    # The default's balanced utilities: r_rel 1 (D26); the reference's rowsum: 0.5.
+    assert default.params["r_rel"] == pytest.approx(1.0)
+    assert default.params["r"] == pytest.approx(1.0 / n)
+    ref = solve_strategy(ctx, StrategyConfig(name="r", method="taskpgm",
+                                             params={"kernel": "shift", "unary": "rowsum"}))
+    assert ref.params["r_rel"] == pytest.approx(0.5)
     # A strategy's beta replaces the section's r_rel instead of clashing with it.
     old = solve_strategy(ctx, StrategyConfig(name="b", method="taskpgm", params={"beta": 1.0}))
     assert old.params["r"] == pytest.approx(1.0)

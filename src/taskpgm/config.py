@@ -343,12 +343,13 @@ class MixtureConfig(_Section):
         None, description="unary=given: file of per-task utilities (JSON list or "
         "{task: value}, or task,utility CSV lines); required with unary: given.")
     r_rel: float | None = Field(
-        0.5, ge=0,
+        None, ge=0,
         description="Trade-off r = beta/lam in units of 1/n (r = r_rel/n), so it means the "
-        "same for any number of tasks n. With rowsum utilities only r matters: 1 gives the "
-        "uniform mixture, 0 the pure diversity mixture (min p'Kp), and 0.5 (the "
-        "default) weighs the two equally. Set null to use beta/lam instead; giving beta or "
-        "lam without r_rel does that too.",
+        "same for any number of tasks n: 1 is the representativeness end (the uniform "
+        "mixture with rowsum utilities, q = 1/(K 1) with balanced ones), 0 the pure "
+        "diversity mixture (min p'Kp). null (the default) with no beta/lam: 1 with balanced "
+        "utilities (the default's, D26), 0.5 with any other (weighs the two ends equally). "
+        "Giving beta or lam uses them instead.",
     )
     beta: float | None = Field(
         None, gt=0, description="Weight of the unary term (only with r_rel: null; default 1)."

@@ -26,6 +26,18 @@ from taskpgm.mixture.unary import align_values, unary_utilities
 # principle, not by tuning on any evaluation (docs/DECISIONS.md D8). r_rel = 0 is the pure
 # diversity end itself (the unary term vanishes: min p'Kp on the simplex).
 R_REL_DEFAULT = 0.5
+# With balanced utilities (the default's, with the calibrated kernel) the default is the
+# representativeness end, r_rel = 1: the optimum is q = 1/(K 1) itself, which counts every
+# group of near-copies once and gives every task mass. The diversity end argmin p'Kp is
+# ill-posed inside such a group (K nearly singular there) and piled a family onto one of
+# its templates, or gave tasks zero mass (183 of the 316-task PMI matrix); chosen by
+# docs/DECISIONS.md D25's rule on development seeds (D26).
+R_REL_BALANCED = 1.0
+
+
+def default_r_rel(unary: str) -> float:
+    """The trade-off used when neither r_rel nor beta/lam is given, for these utilities."""
+    return R_REL_BALANCED if unary == "balanced" else R_REL_DEFAULT
 
 PAPER_LABEL = ("reference procedure: equality-only closed form, then Euclidean projection "
                "onto the simplex (not the constrained optimum)")
@@ -360,10 +372,11 @@ def _number(x: float, what: str, *, zero_ok: bool) -> float:
 
 
 def resolve_trade_off(n: int, beta: float | None, lam: float | None,
-                      r_rel: float | None) -> tuple[float, float]:
+                      r_rel: float | None, default: float = R_REL_DEFAULT
+                      ) -> tuple[float, float]:
     """(beta, lam) from either ``beta``/``lam`` or ``r_rel`` (r = beta/lam = r_rel/n).
 
-    Giving neither uses ``r_rel = R_REL_DEFAULT``; giving only one of beta/lam leaves the
+    Giving neither uses ``r_rel = default`` (see :func:`default_r_rel`); giving only one of beta/lam leaves the
     other at 1. Both forms at once would be ambiguous, so that is an error. ``r_rel = 0``
     is the pure-diversity end: the unary term vanishes and the optimum is argmin p'Kp on
     the simplex. ``beta`` and ``lam`` stay > 0 (weights of two terms; r_rel spells the end).
@@ -373,7 +386,7 @@ def resolve_trade_off(n: int, beta: float | None, lam: float | None,
             raise InputError("give r_rel or beta/lam, not both (r = beta/lam = r_rel/n)")
         return _number(r_rel, "r_rel", zero_ok=True) / max(n, 1), 1.0
     if beta is None and lam is None:
-        return R_REL_DEFAULT / max(n, 1), 1.0
+        return default / max(n, 1), 1.0
     return (_number(1.0 if beta is None else beta, "beta", zero_ok=False),
             _number(1.0 if lam is None else lam, "lam", zero_ok=False))
 
@@ -405,7 +418,7 @@ def make_inputs(
     n = len(task_names)
     if len(set(task_names)) != n:
         raise InputError("a task name appears twice")
-    beta, lam = resolve_trade_off(n, beta, lam, r_rel)
+    beta, lam = resolve_trade_off(n, beta, lam, r_rel, default_r_rel(unary))
     if budget_k is not None:
         k = as_number(budget_k) if not isinstance(budget_k, str) else None
         if k is None or not np.isfinite(k) or k != int(k) or k < 1:
@@ -466,8 +479,9 @@ def solve(
     size baselines when ``names`` or a ``sizes`` mapping names the tasks. ``caps``,
     ``floors``, ``sizes``, ``utilities``: mappings name -> value or arrays in task order.
     Trade-off: ``r_rel`` (r = beta/lam = r_rel/n; 1 = uniform with rowsum utilities,
-    0 = pure diversity, min p'Kp) or ``beta``/``lam``; neither -> ``r_rel = R_REL_DEFAULT``
-    (0.5).
+    0 = pure diversity, min p'Kp) or ``beta``/``lam``; neither -> ``r_rel = 1`` with balanced
+    utilities (the default's: q = 1/(K 1) itself, D26), ``R_REL_DEFAULT`` (0.5) with any
+    other.
     Defaults: the redundancy-aware ``calibrated`` kernel and ``unary="auto"``, i.e.
     ``balanced`` utilities with ``kernel="calibrated"`` and rowsum with every other
     kernel (docs/DECISIONS.md D12, D15-D16); ``kernel="shift", unary="rowsum"`` is the

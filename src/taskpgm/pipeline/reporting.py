@@ -203,11 +203,14 @@ def _solver_kwargs(ctx, mixture: Mixture) -> dict[str, Any]:
     keep = ("kernel", "unary", "beta", "lam", "kernel_floor", "sigma", "ridge", "bandwidth",
             "scale_utilities")
     out = {k: mixture.params[k] for k in keep if k in mixture.params}
-    if ctx.cfg.mixture.r_rel is not None:
+    m = ctx.cfg.mixture
+    if m.beta is None and m.lam is None and "unary" in out:
+        from taskpgm.mixture.api import default_r_rel
+
         # Re-solve at the same r_rel (not the same beta): removing a task changes n, and
-        # r_rel is what the config holds fixed.
+        # r_rel (given, or the utilities' default) is what the config holds fixed.
         out.pop("beta", None), out.pop("lam", None)
-        out["r_rel"] = ctx.cfg.mixture.r_rel
+        out["r_rel"] = m.r_rel if m.r_rel is not None else default_r_rel(out["unary"])
     if out.get("unary") == "given" and ctx.paths.utilities.is_file():
         from taskpgm.pipeline.stages import load_utilities
 

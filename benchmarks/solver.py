@@ -206,7 +206,8 @@ def main() -> int:
     t_greedy, g = best_time(lambda: greedy_select(K, c, k=50), 3)
     print(f"greedy k=50 at n={len(S)}: {t_greedy * 1e3:.1f} ms ({len(g.order)} picks, "
           f"{g.exact_evaluations} exact sub-solves)")
-    print("end to end, taskpgm.solve(S) = kernel + QP (default r_rel 0.5):", flush=True)
+    print("end to end, taskpgm.solve(S) = kernel + QP (default trade-off: r_rel 0.5, "
+          "1 for calibrated):", flush=True)
     e2e = end_to_end(cases[1][1], 5, 3) + end_to_end(cases[2][1], 3, 2)
     large = [large_shift_fresh(10_000, False)]
     if "--old-10k" in sys.argv:

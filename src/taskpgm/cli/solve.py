@@ -81,7 +81,7 @@ def solve_command(
                                                 "(default 0.1).")] = None,
     bandwidth: Annotated[float | None, typer.Option(
         help="Calibrated kernel and cluster-balanced: the fraction of the median distance "
-             "between tasks below which two tasks count as near-copies (default 0.05).")
+             "between tasks below which two tasks count as near-copies (default 0.10).")
     ] = None,
     unary: Annotated[str, typer.Option(help="auto (default: rowsum, or balanced with "
                                        "--kernel calibrated), balanced, rowsum (the paper's "

@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "runs",
     "sample",
     "pipeline",
+    "cache",
 )
 
 

@@ -16,6 +16,12 @@ expert's directory as it was trained) and ``shards`` (one ``shard.parquet``).
   rewritten in place, so a link keeps the bytes the entry records; an edit in place by
   hand would damage the entry, which the check on read catches.
 
+* A cache the run cannot write to (read-only mount, no permission, disk full) is still
+  read: the run warns once, on stderr, and goes on without adding or repairing entries.
+* Every fetch and store stamps the entry's ``entry.json`` with the time (its mtime), so
+  ``taskpgm cache prune --unused-days D`` removes what no run has used for D days, and
+  leftovers of killed writers (temporaries older than ``STALE_TEMP_HOURS``).
+
 The cache is not part of any run's outputs: no stage records it and no fingerprint reads
 its path.
 """
@@ -25,7 +31,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskpgm.errors import InputError
@@ -33,11 +42,19 @@ from taskpgm.io import TEMP_TAG, atomic_write_json, read_json, sha256_file
 
 ENTRY = "entry.json"
 FILES = "files"
+KINDS = ("experts", "shards")
+# A writer builds an entry in minutes; a temporary this old belongs to a killed one.
+STALE_TEMP_HOURS = 6.0
+# errno values that mean "this cache cannot take writes here", not a bug: read on.
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                 getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class Cache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        # Why writes are off for this run (None: writable as far as we know).
+        self.read_only: str | None = None
 
     def entry(self, kind: str, identity: str) -> Path:
         return self.root / kind / identity[:2] / identity
@@ -61,6 +78,7 @@ class Cache:
                 (dest / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(entry / FILES / rel, dest / rel)
             if _check(dest, listed):
+                self._stamp(entry)
                 return True
         except FileNotFoundError:
             pass  # a listed file is missing, or another run discarded the entry meanwhile
@@ -75,7 +93,22 @@ class Cache:
         A whole entry already there is kept (same identity: the same bytes)."""
         entry = self.entry(kind, identity)
         if _listing(entry) is not None:
+            self._stamp(entry)
             return
+        if self.read_only is not None:
+            return
+        try:
+            self._store(entry, identity, files)
+        except OSError as exc:
+            if exc.errno not in _NOT_WRITABLE:
+                raise
+            from taskpgm.io import describe_os_error
+
+            self.read_only = describe_os_error(exc)
+            print(f"warning: cache {self.root} cannot be written ({self.read_only}); this "
+                  "run reads it but adds nothing to it", file=sys.stderr)
+
+    def _store(self, entry: Path, identity: str, files: dict[str, Path]) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{identity}.{TEMP_TAG}", suffix=".tmp",
                                     dir=entry.parent))
@@ -108,15 +141,84 @@ class Cache:
                 return
             self._discard(entry)
 
+    def _stamp(self, entry: Path) -> None:
+        """Mark the entry used now (its entry.json's mtime), for ``prune``."""
+        if self.read_only is None:
+            try:
+                os.utime(entry / ENTRY)
+            except OSError:
+                pass  # read-only or gone: the stamp is only a hint
+
     def _discard(self, entry: Path) -> None:
         """Move a damaged entry aside in one step (readers miss it), then delete it."""
-        aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.{TEMP_TAG}", suffix=".old",
-                                      dir=entry.parent))
+        try:
+            aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.{TEMP_TAG}", suffix=".old",
+                                          dir=entry.parent))
+        except OSError:
+            return  # a read-only cache: the damaged entry stays, and is never used
         try:
             os.rename(entry, aside / "x")
         except OSError:
             pass  # already gone (another run discarded it)
         shutil.rmtree(aside, ignore_errors=True)
+
+    # -- looking after it -----------------------------------------------------------------
+    def survey(self, unused_days: float | None = None, now: float | None = None) -> Survey:
+        """What the cache holds; with ``unused_days``, which entries no run has fetched or
+        stored for that long, and which temporaries killed writers left behind."""
+        now = time.time() if now is None else now
+        out = Survey(self.root)
+        for kind in KINDS:
+            base = self.root / kind
+            for prefix in sorted(base.iterdir()) if base.is_dir() else ():
+                if not prefix.is_dir():
+                    continue
+                for entry in sorted(prefix.iterdir()):
+                    size = _size(entry)
+                    if TEMP_TAG in entry.name and entry.name.startswith("."):
+                        age_h = (now - _mtime(entry)) / 3600.0
+                        if age_h >= STALE_TEMP_HOURS:
+                            out.stale_temps.append((entry, size))
+                        continue
+                    stamp = _mtime(entry / ENTRY)
+                    out.entries[kind] = out.entries.get(kind, 0) + 1
+                    out.bytes[kind] = out.bytes.get(kind, 0) + size
+                    if unused_days is not None and (now - stamp) / 86400.0 >= unused_days:
+                        out.unused.append((entry, size))
+        return out
+
+    def remove(self, entry: Path) -> None:
+        """Remove an entry or a stale temporary: moved aside in one step first, so a run
+        reading it meanwhile misses it (and recomputes) instead of copying half of it."""
+        if entry.name.startswith(".") and TEMP_TAG in entry.name:
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            self._discard(entry)
+
+
+@dataclass
+class Survey:
+    root: Path
+    entries: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    unused: list[tuple[Path, int]] = field(default_factory=list)
+    stale_temps: list[tuple[Path, int]] = field(default_factory=list)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0  # no listing: an entry cut short counts as unused since ever
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
 
 
 def _listing(entry: Path) -> dict[str, list] | None:

@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _digests_kept_in_the_session(tmp_path_factory):
+    """Base-model digests persist per machine (taskpgm.pipeline.identity); the tests keep
+    theirs in a temporary file (subprocesses inherit the variable), not in ~/.cache."""
+    import os
+
+    old = os.environ.get("TASKPGM_DIGESTS")
+    os.environ["TASKPGM_DIGESTS"] = str(tmp_path_factory.mktemp("digests") / "digests.json")
+    yield
+    if old is None:
+        os.environ.pop("TASKPGM_DIGESTS", None)
+    else:
+        os.environ["TASKPGM_DIGESTS"] = old
 PMI_316 = SHARED / "data" / "pmi_316_tasks.npy"
 
 

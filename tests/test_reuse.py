@@ -8,6 +8,7 @@ changes every expert). Training and scoring calls are counted, not timed.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -482,3 +483,34 @@ def test_two_runs_filling_one_cache_at_once_both_succeed(tmp_path, base):
     entries = [e for kind in ("experts", "shards") for e in (cache / kind).glob("*/*")]
     assert len(entries) == 3 + 4 * 4 and not [e for e in entries if e.name.startswith(".")]
     assert all(_check(e / "files", _listing(e)) for e in entries)
+
+
+def test_a_large_base_file_is_hashed_once_per_machine_and_again_when_rewritten(
+        tmp_path, monkeypatch):
+    from taskpgm.pipeline import identity
+
+    monkeypatch.setenv("TASKPGM_DIGESTS", str(tmp_path / "d" / "digests.json"))
+    model = tmp_path / "base"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"\x01" * (identity.PERSIST_MIN_BYTES + 5))
+    (model / "config.json").write_text("{}")
+    calls = []
+    real = identity.sha256_file
+    monkeypatch.setattr(identity, "sha256_file", lambda p: calls.append(p.name) or real(p))
+    first = identity.model_digest(model)
+    assert sorted(calls) == ["config.json", "model.safetensors"]
+    monkeypatch.setattr(identity, "_FILE_DIGESTS", {})  # a new process
+    calls.clear()
+    assert identity.model_digest(model) == first
+    assert calls == ["config.json"]  # the large file's digest came from digests.json
+    # Rewritten in place, same size, mtime set back: ctime still tells.
+    st = weights.stat()
+    weights.write_bytes(b"\x02" * (identity.PERSIST_MIN_BYTES + 5))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    monkeypatch.setattr(identity, "_FILE_DIGESTS", {})
+    assert identity.model_digest(model) != first
+    # An unreadable digests file is only a hint: recomputed, no error.
+    (tmp_path / "d" / "digests.json").write_text("{not json")
+    monkeypatch.setattr(identity, "_FILE_DIGESTS", {})
+    assert identity.model_digest(model) != first

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskpgm.errors import TaskPGMError
 from taskpgm.io import sha256_file
 from taskpgm.tasks.digest import examples_digest
 
@@ -37,17 +38,59 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-# (resolved path, size, mtime, inode) -> sha256: a base model is hashed once per process
-# (a plan and the run that follows it, or several runs in one test session).
-_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+# (resolved path, size, mtime, ctime, inode) -> sha256: a base model is hashed once per
+# process (a plan and the run that follows it, or several runs in one test session), and
+# files of at least PERSIST_MIN_BYTES once per machine: their digests are kept in
+# $TASKPGM_CACHE/digests.json (~/.cache/taskpgm; $TASKPGM_DIGESTS names the file), like git's index keeps file stats, so a
+# multi-GB base is not re-read by every run. ctime is in the key because no tool can set
+# it back: a file rewritten in place with its size and mtime restored is still re-hashed.
+_FILE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+PERSIST_MIN_BYTES = 1 << 20
+_PERSIST_MAX = 20_000  # entries kept in digests.json (the most recent)
+
+
+def _persisted_path() -> Path:
+    if os.environ.get("TASKPGM_DIGESTS"):
+        return Path(os.environ["TASKPGM_DIGESTS"])
+    root = os.environ.get("TASKPGM_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "taskpgm") / "digests.json"
+
+
+def _persisted() -> dict[str, str]:
+    try:
+        raw = json.loads(_persisted_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: only a hint, recompute
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)
+            and len(v) == 64} if isinstance(raw, dict) else {}
+
+
+def _persist(key: str, value: str) -> None:
+    from taskpgm.io import atomic_write_json
+
+    known = _persisted()
+    known.pop(key, None)
+    known[key] = value  # most recent last
+    try:
+        _persisted_path().parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(_persisted_path(), dict(list(known.items())[-_PERSIST_MAX:]))
+    except (OSError, TaskPGMError):
+        return  # a hint that cannot be kept (disk full, read-only home) is dropped
 
 
 def _file_digest(path: Path) -> str:
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _FILE_DIGESTS:
-        _FILE_DIGESTS[key] = sha256_file(path)
-    return _FILE_DIGESTS[key]
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key in _FILE_DIGESTS:
+        return _FILE_DIGESTS[key]
+    stored = "|".join(map(str, key))
+    value = _persisted().get(stored) if st.st_size >= PERSIST_MIN_BYTES else None
+    if value is None:
+        value = sha256_file(path)
+        if st.st_size >= PERSIST_MIN_BYTES:
+            _persist(stored, value)
+    _FILE_DIGESTS[key] = value
+    return value
 
 
 def model_digest(model_dir: Path) -> str:

@@ -250,11 +250,13 @@ def _estimated_caption(aff, estimated, mixtures: dict[str, Mixture]) -> str:
     calibrated = [n for n, m in mixtures.items() if m.params.get("kernel") == "calibrated"]
     if calibrated:
         # Measured (benchmarks/README.md): at 30% scored on a 310-task pool, L1 to the
-        # full-scoring mixture 0.49 for the calibrated kernel, 0.009 for shift.
+        # full-scoring mixture 0.092 for the calibrated default (0.49 before D26), 0.009
+        # for shift.
         how += (f" Mixtures on the calibrated kernel ({', '.join(calibrated)}) couple only "
-                "entries within a narrow bandwidth, so completion errors can move them far "
-                "more than the shift kernel's; use mixture.kernel: shift with partial "
-                "scoring (docs/config.md).")
+                "entries within a narrow bandwidth, so completion errors move them about "
+                "ten times more than the shift kernel's (L1 0.09 vs 0.009 at 30% scored on a "
+                "310-task pool); use mixture.kernel: shift where that matters "
+                "(docs/config.md).")
     return f'<p class="caption">{html.escape(how, quote=False)}</p>'
 
 

@@ -131,13 +131,18 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def dumps_json(obj: Any) -> str:
-    """Deterministic JSON: sorted keys, fixed indentation, trailing newline."""
+def dumps_json(obj: Any, compact: bool = False) -> str:
+    """Deterministic JSON: sorted keys, fixed indentation (none when ``compact``: the C
+    encoder, several times faster on the 100k-entry records of a large run), trailing
+    newline."""
+    if compact:
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False,
+                          separators=(",", ":")) + "\n"
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, dumps_json(obj))
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, compact: bool = False) -> None:
+    atomic_write_text(path, dumps_json(obj, compact))
 
 
 @contextlib.contextmanager

@@ -191,7 +191,9 @@ class Runner:
         return record
 
     def _save_record(self) -> None:
-        atomic_write_json(self.record_path, self.record.model_dump(mode="json"))
+        # Compact: the record lists every output file (96k shards on a 310-task pool) and
+        # is rewritten after each stage; it is the run's bookkeeping, not a report.
+        atomic_write_json(self.record_path, self.record.model_dump(mode="json"), compact=True)
 
     # -- planning -------------------------------------------------------------------------
     def plan(self) -> list[PlanItem]:

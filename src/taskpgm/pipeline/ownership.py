@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from taskpgm.io import TEMP_TAG, sha256_file
@@ -93,10 +94,15 @@ def snapshot(root: Path, outputs: tuple[str, ...], exclude: frozenset[str] = fro
     rec: FileRecord = {}
     for rel in outputs:
         for f in _files_under(root, rel):
-            if f.is_symlink() or not f.is_file() or is_temp(_rel(root, f)) or \
-                    _rel(root, f) in exclude:
+            rel_f = _rel(root, f)
+            if is_temp(rel_f) or rel_f in exclude:
                 continue
-            st, rel_f = f.stat(), _rel(root, f)
+            try:
+                st = os.lstat(f)  # one call: not a link, a regular file, size and mtime
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
             old = (known or {}).get(rel_f)
             same = old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns
             rec[rel_f] = [st.st_size, st.st_mtime_ns, old[2] if same else sha256_file(f)]

@@ -176,26 +176,34 @@ def main(argv: list[str] | None = None) -> int:
 
             base.strategies = [*base.strategies, StrategyConfig(
                 name="regression", method="regression", params={"runs": args.regression})]
+        # Extra candidates go in as plain data, checked with the whole config below (one
+        # line naming strategies[i].params.KEY for a bad one).
+        extras = []
         for raw in args.add:
-            from taskpgm.config import StrategyConfig
-
             try:
-                extra = StrategyConfig.model_validate(json.loads(raw))
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"--add {raw!r}: {str(exc).splitlines()[0]}") from None
-            if extra.name in {st.name for st in base.strategies}:
-                raise ConfigError(f"--add: a strategy named {extra.name!r} already exists")
-            base.strategies = [*base.strategies, extra]
+                extra = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigError(f"--add {raw!r}: not JSON ({exc})") from None
+            if not isinstance(extra, dict) or not isinstance(extra.get("name"), str):
+                raise ConfigError(f"--add {raw!r}: give a JSON object with a name, a method "
+                                  "and params")
+            if extra["name"] in {st.name for st in base.strategies} | \
+                    {e["name"] for e in extras}:
+                raise ConfigError(f"--add: a strategy named {extra['name']!r} already exists")
+            extras.append(extra)
         if args.only:
             keep = [n.strip() for n in args.only.split(",") if n.strip()]
-            unknown = sorted(set(keep) - {st.name for st in base.strategies})
+            unknown = sorted(set(keep) - {st.name for st in base.strategies}
+                             - {e["name"] for e in extras})
             if unknown:
                 raise ConfigError(f"--only: no strategy named {unknown[0]!r}")
             base.strategies = [st for st in base.strategies if st.name in keep]
+            extras = [e for e in extras if e["name"] in keep]
         data = base.model_dump(mode="json")
+        data["strategies"] = [*data["strategies"], *extras]
         for ov in args.set:
             data = apply_override(data, ov)
-        base = config_from_dict(data, "--set")
+        base = config_from_dict(data, "--set/--add")
         t0 = time.perf_counter()
         if args.replicates < 1:
             raise ConfigError("--replicates must be >= 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from taskpgm.bench.quality import DIRICHLET_GROUP, summarise, t_interval
@@ -123,3 +124,23 @@ def test_collect_summarises_seeds_run_elsewhere_like_one_run(tmp_path):
     (tmp_path / "there" / "seed7" / "eval" / "base.json").unlink()
     with pytest.raises(InputError, match="did not finish"):
         collect_quality([tmp_path / "there"], tmp_path / "out3")
+
+
+@pytest.mark.parametrize("add, message", [
+    ("{not json", "--add"),
+    ('{"name": "uniform", "method": "uniform"}', "already exists"),
+    ('{"name": "c9", "method": "taskpgm", "params": {"bandwith": 0.1}}', "bandwith"),
+    ('{"name": "c9", "method": "taskpgm", "params": {"kernel": "shift", "bandwidth": 0.1}}',
+     "bandwidth"),
+])
+def test_quality_add_refuses_a_bad_candidate_before_any_run(tmp_path, add, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    out = subprocess.run([sys.executable, str(script), "--seeds", "0", "--out",
+                          str(tmp_path / "q"), "--add", add], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "q").exists()

@@ -59,3 +59,26 @@ def test_check_reports_distance_of_taskpgm_mixtures_from_uniform():
     assert c.ok is None and "uniform:" not in c.detail
     assert "pgm: L1 to uniform 0.500 over tasks, 0.500 over families" in c.detail
     assert check_mixtures_move({"u": mixes["uniform"]}, fams).detail.startswith("no affinity")
+
+
+def test_the_sections_bandwidth_reaches_every_calibrated_strategy_and_the_clusters(ctx):
+    from taskpgm.config import config_from_dict
+    from taskpgm.errors import ConfigError
+
+    ctx.cfg.mixture.bandwidth = 0.3
+    main = solve_strategy(ctx, StrategyConfig(name="mixture", method="taskpgm"))
+    assert main.params["bandwidth"] == 0.3
+    own = solve_strategy(ctx, StrategyConfig(name="a", method="taskpgm",
+                                             params={"bandwidth": 0.05}))
+    assert own.params["bandwidth"] == 0.05  # a strategy's own wins
+    ref = solve_strategy(ctx, StrategyConfig(name="r", method="taskpgm",
+                                             params={"kernel": "shift", "unary": "rowsum"}))
+    assert "bandwidth" not in ref.params  # not a calibrated kernel: not passed on
+    wide = solve_strategy(ctx, StrategyConfig(name="c", method="cluster-balanced"))
+    ctx.cfg.mixture.bandwidth = None
+    default = solve_strategy(ctx, StrategyConfig(name="c", method="cluster-balanced"))
+    assert wide.params["bandwidth"] == 0.3 and "bandwidth" not in default.params
+    # 0.3 of the median distance merges more than the default 0.10 on this matrix.
+    assert wide.diagnostics["groups"] < default.diagnostics["groups"]
+    with pytest.raises(ConfigError, match="mixture.bandwidth is an option of kernel"):
+        config_from_dict({"mixture": {"kernel": "shift", "bandwidth": 0.1}}, "c.yaml")

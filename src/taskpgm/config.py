@@ -322,9 +322,15 @@ class MixtureConfig(_Section):
     kernel: Literal[KERNELS] = Field(
         DEFAULT_KERNEL,
         description="How the affinity becomes a PSD kernel K: calibrated (the default: "
-        "exp(-t^2/2), t = distance in units of the entry's noise or 5% of the median "
-        "distance, so only near-copies couple; docs/DECISIONS.md D12, D16), shift (the "
-        "paper's reference), simplex-shift, clip, exp, laplacian, none.",
+        "exp(-t^2/2), t = distance in units of the entry's noise or of mixture.bandwidth "
+        "times the median distance, so only near-copies couple; docs/DECISIONS.md D12, D16, "
+        "D26), shift (the paper's reference), simplex-shift, clip, exp, laplacian, none.",
+    )
+    bandwidth: float | None = Field(
+        None, gt=0,
+        description="Calibrated kernel (and cluster-balanced, and the report's clusters): "
+        "the fraction of the median distance between tasks below which two tasks count as "
+        "near-copies. null: 0.10 (D26). A strategy's params.bandwidth overrides it.",
     )
     unary: Literal[UNARIES] = Field(
         "auto",
@@ -373,6 +379,13 @@ class MixtureConfig(_Section):
         ):
             data = {**data, "r_rel": None}
         return data
+
+    @model_validator(mode="after")
+    def _bandwidth_needs_calibrated(self) -> MixtureConfig:
+        if self.bandwidth is not None and self.kernel != "calibrated":
+            raise ValueError(f"mixture.bandwidth is an option of kernel 'calibrated', not "
+                             f"{self.kernel!r}")
+        return self
 
     @model_validator(mode="after")
     def _one_trade_off(self) -> MixtureConfig:

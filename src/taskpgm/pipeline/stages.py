@@ -511,6 +511,9 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool 
             # A strategy's own trade-off replaces the section's, whichever way it is spelt.
             opts.update({"r_rel": None, "beta": None, "lam": None})
         opts.update(params)
+        if m.bandwidth is not None and "bandwidth" not in params and \
+                opts.get("kernel") == "calibrated":
+            opts["bandwidth"] = m.bandwidth  # the section's, for every calibrated strategy
         utilities = opts.pop("utilities", None) or m.utilities
         if opts.get("unary") == "given":
             from taskpgm.mixture.utilities_file import load_utilities_file
@@ -531,6 +534,9 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool 
             kwargs.setdefault("unimax_budget", ctx.cfg.sample.budget)
         elif strategy.method == "family-balanced":
             kwargs["families"] = {t: pool.task(t).family for t in train}
+        elif strategy.method == "cluster-balanced" and "bandwidth" not in strategy.params:
+            # The same clusters as the calibrated kernel's, whatever bandwidth it uses.
+            kwargs["bandwidth"] = ctx.cfg.mixture.bandwidth
         elif strategy.method == "mixmin":
             kwargs["scores"] = ctx.paths.scores
             kwargs["targets"] = strategy_targets(ctx, _param(strategy, "targets", "heldout"))

@@ -93,12 +93,14 @@ def affinity_noise(aff: AffinityMatrix) -> np.ndarray | None:
     return noise_from_intervals(aff.lower, aff.upper, level)
 
 
-def cluster_groups(aff: AffinityMatrix, tasks: Sequence[str] = ()) -> list[Group]:
+def cluster_groups(aff: AffinityMatrix, tasks: Sequence[str] = (),
+                   bandwidth: float | None = None) -> list[Group]:
     """Clusters of redundant tasks in the affinity (numbered from 1 by first member);
     ``tasks`` outside the affinity form one extra group so every mass is counted."""
     from taskpgm.affinity.redundancy import redundancy_clusters
 
-    labels = redundancy_clusters(np.asarray(aff.matrix, dtype=np.float64), affinity_noise(aff))
+    labels = redundancy_clusters(np.asarray(aff.matrix, dtype=np.float64), affinity_noise(aff),
+                                 bandwidth)
     groups = [Group(f"c{k + 1}", []) for k in range(int(labels.max()) + 1)]
     for t, c in zip(aff.names, labels, strict=True):
         groups[int(c)].members.append(t)

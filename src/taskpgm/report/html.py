@@ -207,9 +207,16 @@ def _group_views(inp: ReportInputs) -> list[tuple[str, GroupMass | None, str]]:
     elif inp.families is not None:
         out.append(("", None, "The pool has no family labels: no mass per family."))
     noise = affinity_noise(inp.affinity)
-    gm = group_mass(inp.mixtures, cluster_groups(inp.affinity, tasks), "cluster")
+    # The clusters at the bandwidth the mixtures used (the main mixture's first).
+    calibrated = sorted((name != "mixture", name) for name, m in inp.mixtures.items()
+                        if m.params.get("bandwidth") is not None)
+    bandwidth = inp.mixtures[calibrated[0][1]].params["bandwidth"] if calibrated else None
+    gm = group_mass(inp.mixtures, cluster_groups(inp.affinity, tasks, bandwidth), "cluster")
+    from taskpgm.affinity.redundancy import check_bandwidth
+
     how = ("per-entry noise from the affinity's bootstrap intervals" if noise is not None
-           else "no intervals, so the bandwidth is 5% of the median distance")
+           else f"no intervals, so the bandwidth is {check_bandwidth(bandwidth):.0%} of the "
+                "median distance")
     note = (f"{len(gm.groups)} clusters of redundant tasks found in the affinity "
             f"(redundancy_clusters, {how}; the clusters of the cluster-balanced strategy).")
     out.append(("cluster_mass", gm, note))

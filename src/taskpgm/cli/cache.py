@@ -43,8 +43,10 @@ def _mb(n: int) -> str:
 
 def info(directory: Annotated[Path, typer.Argument(help="The cache.dir.")]) -> None:
     """Entries and their size per kind, and what killed writers left behind."""
+    from taskpgm.pipeline.cache import KINDS
+
     survey = _open(directory).survey()
-    for kind in ("experts", "shards"):
+    for kind in KINDS:
         console.print(f"{kind}: {survey.entries.get(kind, 0)} entries, "
                       f"{_mb(survey.bytes.get(kind, 0))} (hard links to runs' files count in "
                       "full)", soft_wrap=True)

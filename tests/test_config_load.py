@@ -134,3 +134,58 @@ def test_run_plan_runs_nothing(cli, tmp_path):
     code, out, _ = cli("run", path, "--plan")
     assert code == 0 and "pool" in out and "report" in out
     assert not (tmp_path / "run").exists()
+
+
+def test_gpus_per_task_needs_ray_and_changes_no_fingerprint():
+    from taskpgm.config import config_from_dict, expert_settings, scoring_settings
+    from taskpgm.errors import ConfigError
+
+    for section in ("experts", "scoring"):
+        with pytest.raises(ConfigError, match=f"{section}.gpus_per_task reserves GPUs"):
+            config_from_dict({section: {"gpus_per_task": 1}}, "c.yaml")
+        with pytest.raises(ConfigError, match=f"{section}.gpus_per_task"):
+            config_from_dict({section: {"executor": "ray", "gpus_per_task": -1}}, "c.yaml")
+    plain = config_from_dict({}, "c.yaml")
+    gpus = config_from_dict({"experts": {"executor": "ray", "gpus_per_task": 0.5},
+                             "scoring": {"executor": "ray", "gpus_per_task": 1}}, "c.yaml")
+    assert gpus.experts.gpus_per_task == 0.5 and gpus.scoring.gpus_per_task == 1
+    # Where a unit runs is not what it computes: identities and fingerprints ignore it.
+    assert expert_settings(gpus) == expert_settings(plain)
+    assert scoring_settings(gpus) == scoring_settings(plain)
+
+
+def test_the_pipeline_hands_gpus_per_task_to_the_trainer_and_the_scorer(tmp_path, monkeypatch):
+    import taskpgm.models.scoring as scoring
+    import taskpgm.models.train as train
+    from taskpgm.config import config_from_dict
+    from taskpgm.pipeline.stages import PipelineContext, stage_experts, stage_scores
+
+    cfg = config_from_dict({"run": {"dir": str(tmp_path / "run")},
+                            "experts": {"executor": "ray", "gpus_per_task": 0.5},
+                            "scoring": {"executor": "ray", "gpus_per_task": 2}}, "c.yaml")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(name):
+        def run(*args, **kwargs):
+            seen[name] = kwargs.get("gpus_per_task")
+            raise Stop
+        return run
+
+    monkeypatch.setattr(train, "train_experts", fake("train"))
+    monkeypatch.setattr(scoring, "score_pool", fake("score"))
+    from taskpgm.pipeline import reuse
+
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(reuse, "identities", lambda ctx: SimpleNamespace(experts={}))
+    monkeypatch.setattr(reuse, "fetch_experts", lambda ctx, ids: 0)
+    monkeypatch.setattr(reuse, "fetch_shards", lambda ctx, ids: 0)
+    ctx = PipelineContext(cfg)
+    monkeypatch.setattr(PipelineContext, "pool", lambda self: None)
+    for stage in (stage_experts, stage_scores):
+        with pytest.raises(Stop):
+            stage(ctx)
+    assert seen == {"train": 0.5, "score": 2}

@@ -241,12 +241,26 @@ class ExpertsConfig(_FineTuneSection):
         "expert; the same bytes either way, so changing it retrains nothing).")
     ray_address: str | None = Field(None, description="executor=ray: cluster address "
                                     "(null: start a local one).")
+    gpus_per_task: float = Field(0.0, ge=0, description="executor=ray: GPUs each Ray task "
+                                 "(one expert) reserves; 0: none.")
+
+    @model_validator(mode="after")
+    def _gpus_need_ray(self) -> ExpertsConfig:
+        _check_gpus_per_task("experts", self.executor, self.gpus_per_task)
+        return self
+
+
+def _check_gpus_per_task(section: str, executor: str, gpus: float) -> None:
+    # A setting that would do nothing is refused rather than ignored.
+    if gpus > 0 and executor != "ray":
+        raise ValueError(f"{section}.gpus_per_task reserves GPUs for Ray tasks: it needs "
+                         f"{section}.executor: ray (got {executor!r})")
 
 
 # Where experts are trained, not what they learn: the same expert trained locally or on
 # Ray is the same bytes, so these keys stay out of expert identities and stage
 # fingerprints (changing them must not retrain anything).
-PLACEMENT_KEYS: tuple[str, ...] = ("executor", "ray_address")
+PLACEMENT_KEYS: tuple[str, ...] = ("executor", "ray_address", "gpus_per_task")
 
 
 def expert_settings(cfg: Config) -> dict[str, Any]:
@@ -266,6 +280,8 @@ class ScoringConfig(_Section):
     executor: Literal[EXECUTORS] = Field(
         "local", description=f"Where experts score: {_choices(EXECUTORS)}.")
     ray_address: str | None = Field(None, description="executor=ray: cluster address.")
+    gpus_per_task: float = Field(0.0, ge=0, description="executor=ray: GPUs each Ray task "
+                                 "(one expert's scoring) reserves; 0: none.")
     batch_size: int = Field(
         32, ge=1, description="At most this many probe examples per forward pass (each pass "
         "is also bounded by max_batch_tokens); changes scores by float noise only.")
@@ -281,6 +297,11 @@ class ScoringConfig(_Section):
         "(balanced: every expert and task scored equally often; pairs: both directions of a "
         "task pair; adaptive: half drawn like balanced, the rest chosen once those are "
         "scored, where the completion is least certain).")
+
+    @model_validator(mode="after")
+    def _gpus_need_ray(self) -> ScoringConfig:
+        _check_gpus_per_task("scoring", self.executor, self.gpus_per_task)
+        return self
 
 
 class AffinityConfig(_Section):

@@ -347,6 +347,7 @@ def stage_experts(ctx: PipelineContext) -> None:
     e = ctx.cfg.experts
     train_experts(ctx.pool(), ctx.base_dir, ctx.paths.experts, seed=ctx.cfg.run.seed,
                   progress=ctx.progress, executor=e.executor, address=e.ray_address,
+                  gpus_per_task=e.gpus_per_task,
                   config=finetune_config(ctx, e, ctx.cfg.run.seed),
                   extra={t: {"identity": i} for t, i in ids.experts.items()})
     reuse.store_experts(ctx, ids)
@@ -381,6 +382,7 @@ def _score(ctx: PipelineContext, ids) -> None:
     # utilities for held-out tasks (which have no experts) both need it.
     score_pool(ctx.pool(), ctx.paths.experts, ctx.paths.scores, executor=s.executor,
                topk=s.topk, include_base=ctx.base_dir, address=s.ray_address,
+               gpus_per_task=s.gpus_per_task,
                batch_size=s.batch_size, max_batch_tokens=s.max_batch_tokens,
                progress=ctx.progress,
                settings=ScoreSettings(topk=s.topk, prompt_format=m.prompt_format,

@@ -23,8 +23,9 @@ repairs that:
   PSD by construction (a graph Laplacian), so the floor makes it positive definite.
 - ``none``: S as given; refused when it is not symmetric PSD.
 - ``calibrated`` (redundancy-aware; docs/DECISIONS.md D12): W = exp(-t^2 / 2) with t the distance between two tasks
-  in units of what makes them distinguishable (their entry's noise, or 5% of the pool's
-  median distance; :mod:`taskpgm.affinity.redundancy`), clipped to PSD, plus
+  in units of what makes them distinguishable (their entry's noise, or ``bandwidth``,
+  default 10%, of the pool's median distance; :mod:`taskpgm.affinity.redundancy`, D26),
+  clipped to PSD, plus
   ``ridge`` I (default 0.1). Near-copies get W ~ 1 = the diagonal (never above it: a
   positive affinity is noise), distinct tasks W ~ 0, so p'Kp only penalises mass
   piled onto a group of interchangeable tasks, and a pool without redundancy has

@@ -131,6 +131,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def user_cache_dir() -> Path:
+    """taskpgm's per-user cache (``$TASKPGM_CACHE``, else ``~/.cache/taskpgm``): the
+    BIG-bench sdist and the base-model digests live under it."""
+    root = os.environ.get("TASKPGM_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "taskpgm"
+
+
 def dumps_json(obj: Any, compact: bool = False) -> str:
     """Deterministic JSON: sorted keys, fixed indentation (none when ``compact``: the C
     encoder, several times faster on the 100k-entry records of a large run), trailing

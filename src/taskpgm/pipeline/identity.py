@@ -41,8 +41,8 @@ def digest(obj: Any) -> str:
 # (resolved path, size, mtime, ctime, inode) -> sha256: a base model is hashed once per
 # process (a plan and the run that follows it, or several runs in one test session), and
 # files of at least PERSIST_MIN_BYTES once per machine: their digests are kept in
-# $TASKPGM_CACHE/digests.json (~/.cache/taskpgm; $TASKPGM_DIGESTS names the file), like git's index keeps file stats, so a
-# multi-GB base is not re-read by every run. ctime is in the key because no tool can set
+# digests.json under taskpgm.io.user_cache_dir() ($TASKPGM_DIGESTS names another file),
+# as git's index keeps file stats, so a multi-GB base is not re-read by every run. ctime is in the key because no tool can set
 # it back: a file rewritten in place with its size and mtime restored is still re-hashed.
 _FILE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 PERSIST_MIN_BYTES = 1 << 20
@@ -50,10 +50,11 @@ _PERSIST_MAX = 20_000  # entries kept in digests.json (the most recent)
 
 
 def _persisted_path() -> Path:
+    from taskpgm.io import user_cache_dir
+
     if os.environ.get("TASKPGM_DIGESTS"):
         return Path(os.environ["TASKPGM_DIGESTS"])
-    root = os.environ.get("TASKPGM_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "taskpgm") / "digests.json"
+    return user_cache_dir() / "digests.json"
 
 
 def _persisted() -> dict[str, str]:
@@ -65,10 +66,9 @@ def _persisted() -> dict[str, str]:
             and len(v) == 64} if isinstance(raw, dict) else {}
 
 
-def _persist(key: str, value: str) -> None:
+def _persist(known: dict[str, str], key: str, value: str) -> None:
     from taskpgm.io import atomic_write_json
 
-    known = _persisted()
     known.pop(key, None)
     known[key] = value  # most recent last
     try:
@@ -84,11 +84,12 @@ def _file_digest(path: Path) -> str:
     if key in _FILE_DIGESTS:
         return _FILE_DIGESTS[key]
     stored = "|".join(map(str, key))
-    value = _persisted().get(stored) if st.st_size >= PERSIST_MIN_BYTES else None
+    known = _persisted() if st.st_size >= PERSIST_MIN_BYTES else None
+    value = known.get(stored) if known is not None else None
     if value is None:
         value = sha256_file(path)
-        if st.st_size >= PERSIST_MIN_BYTES:
-            _persist(stored, value)
+        if known is not None:
+            _persist(known, stored, value)
     _FILE_DIGESTS[key] = value
     return value
 

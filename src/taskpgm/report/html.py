@@ -208,9 +208,10 @@ def _group_views(inp: ReportInputs) -> list[tuple[str, GroupMass | None, str]]:
         out.append(("", None, "The pool has no family labels: no mass per family."))
     noise = affinity_noise(inp.affinity)
     # The clusters at the bandwidth the mixtures used (the main mixture's first).
-    calibrated = sorted((name != "mixture", name) for name, m in inp.mixtures.items()
-                        if m.params.get("bandwidth") is not None)
-    bandwidth = inp.mixtures[calibrated[0][1]].params["bandwidth"] if calibrated else None
+    with_bandwidth = sorted((name != "mixture", name) for name, m in inp.mixtures.items()
+                            if m.params.get("bandwidth") is not None)
+    bandwidth = (inp.mixtures[with_bandwidth[0][1]].params["bandwidth"] if with_bandwidth
+                 else None)
     gm = group_mass(inp.mixtures, cluster_groups(inp.affinity, tasks, bandwidth), "cluster")
     from taskpgm.affinity.redundancy import check_bandwidth
 

@@ -13,7 +13,6 @@ Subtasks are named ``<task>_<subtask>``, which gives the BIG-Bench-Hard names, e
 from __future__ import annotations
 
 import difflib
-import os
 import subprocess
 import sys
 import tarfile
@@ -70,8 +69,9 @@ def default_suite() -> dict[str, list[str]]:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TASKPGM_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "taskpgm") / "bigbench"
+    from taskpgm.io import user_cache_dir
+
+    return user_cache_dir() / "bigbench"
 
 
 def ensure_sdist(cache: Path | None = None) -> Path:

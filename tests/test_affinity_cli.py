@@ -61,6 +61,12 @@ def test_cli_missing_pair_one_line_then_complete(cli, tmp_path):
     code, _, stderr = cli("affinity", "--scores", root, "--complete", "--out", out)
     assert code == 0, stderr
     assert load_affinity(out).provenance["completion"]["n_missing_pairs"] == 2
+    # With intervals too: the estimated entries' intervals carry the completion's error.
+    code, _, stderr = cli("affinity", "--scores", root, "--complete", "--bootstrap", "20",
+                          "--out", out)
+    assert code == 0, stderr
+    aff = load_affinity(out)
+    assert aff.lower is not None and aff.provenance["completion"]["interval_m_error"]["value"] > 0
 
 
 def test_cli_non_finite_and_mismatched_names(cli, tmp_path):
@@ -105,8 +111,6 @@ def test_library_errors_name_the_parameter_not_a_flag(scores):
     root, _ = scores
     table = ScoreTable.load(root)
     cases = {
-        "parameter 'bootstrap' cannot be combined with complete=True":
-            {"bootstrap": 5, "complete": True},
         "parameter 'bootstrap' (intervals) is supported for metric pmi only":
             {"metric": "ce-gap", "bootstrap": 5},
         "complete=True (low-rank completion) is supported for metric pmi only":
@@ -153,7 +157,6 @@ def test_no_message_in_compute_or_pmi_names_a_cli_flag():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--bootstrap", "5", "--complete"], "--bootstrap cannot be combined with --complete"),
     (["--metric", "ce-gap", "--bootstrap", "5"],
      "--bootstrap (intervals) is supported for metric pmi only, not 'ce-gap'"),
     (["--metric", "ce-gap", "--complete"],

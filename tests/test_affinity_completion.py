@@ -29,8 +29,41 @@ def test_sample_mask_size_and_diagonal(n, fraction, strategy, seed):
     if strategy == "pairs":
         assert np.array_equal(mask, mask.T)
     if strategy == "balanced":
-        rows, cols = mask.sum(axis=1), mask.sum(axis=0)
-        assert rows.max() - rows.min() <= 1 and cols.max() - cols.min() <= 1
+        # Every expert and every task anchored by about half the average share or more.
+        off = mask & ~np.eye(n, dtype=bool)
+        per_row = (int(mask.sum()) - n) // n
+        assert off.sum(axis=1).min() >= per_row // 2
+        assert off.sum(axis=0).min() >= min(n - 1, per_row - per_row // 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(40, 120), st.sampled_from([0.2, 0.3, 0.5]),
+       st.sampled_from(["random", "balanced", "pairs"]), st.integers(0, 1000),
+       st.integers(1, 8), st.integers(0, 8))
+def test_sample_mask_keeps_its_pairs_when_the_pool_changes(n, fraction, strategy, seed,
+                                                          added, removed):
+    """Pairs are keyed by names: a pool that gains and loses a few tasks (and is
+    reordered) keeps almost every pair it had scored among the tasks it kept."""
+    names = [f"task{i}" for i in range(n)]
+    before = sample_mask(n, fraction, seed=seed, strategy=strategy, names=names)
+    kept = names[removed:]
+    after_names = list(reversed(kept + [f"new{i}" for i in range(added)]))
+    after = sample_mask(len(after_names), fraction, seed=seed, strategy=strategy,
+                        names=after_names)
+    pos = {t: i for i, t in enumerate(after_names)}
+    old = [(e, t) for e in kept for t in kept if e != t and before[names.index(e), names.index(t)]]
+    still = sum(after[pos[e], pos[t]] for e, t in old)
+    assert still >= 0.9 * len(old)
+    # Keyed by positions instead (no names), about `fraction` of them would be kept.
+    shuffled = sample_mask(len(after_names), fraction, seed=seed, strategy=strategy)
+    assert sum(shuffled[pos[e], pos[t]] for e, t in old) < 0.9 * len(old)
+
+
+def test_sample_mask_names_must_match_and_be_distinct():
+    with pytest.raises(InputError, match="3 distinct names"):
+        sample_mask(3, 0.5, names=["a", "b"])
+    with pytest.raises(InputError, match="3 distinct names"):
+        sample_mask(3, 0.5, names=["a", "b", "a"])
 
 
 def test_completion_recovers_low_rank_means():
@@ -67,6 +100,39 @@ def test_compute_affinity_with_missing_pairs_and_complete():
     full = pmi_from_means(m)
     iu = np.triu_indices(25, 1)
     assert np.corrcoef(aff.matrix[iu], full[iu])[0, 1] > 0.9
+
+
+def test_bootstrap_under_completion_keeps_measured_intervals_and_widens_estimated_ones():
+    from scipy.stats import norm
+
+    m = low_rank_means(25, rank=2, seed=3)
+    table = table_from_means(m, 20, noise=0.5, seed=0)
+    full = compute_affinity(table, bootstrap=30, seed=0)
+    mask = sample_mask(25, 0.5, seed=0)
+    for i, e in enumerate(table.tasks):
+        for j, t in enumerate(table.tasks):
+            if not mask[i, j]:
+                del table._shards[(e, t)]
+    aff = compute_affinity(table, complete=True, bootstrap=30, seed=0)
+    # An entry whose two pairs were both scored: the same value and the same bootstrap
+    # interval as with every pair scored (each task's resample does not depend on
+    # which experts were scored on it).
+    both = mask & mask.T
+    assert np.array_equal(aff.matrix[both], full.matrix[both])
+    assert np.array_equal(aff.lower[both], full.lower[both])
+    assert np.array_equal(aff.upper[both], full.upper[both])
+    # An entry using k estimated pairs: at least the completion's error on each side.
+    k = (~mask).astype(int) + (~mask).T.astype(int)
+    m_error = aff.provenance["completion"]["interval_m_error"]["value"]
+    assert m_error == aff.provenance["completion"]["estimated_error"]["m_rmse"] > 0
+    half = norm.ppf(0.975) * 0.5 * m_error * np.sqrt(k)
+    assert np.all(aff.upper - aff.matrix >= half - 1e-12)
+    assert np.all(aff.matrix - aff.lower >= half - 1e-12)
+    # ...and wide enough to hold the fully scored value (bootstrap-only intervals of the
+    # measured parts cover 0.78 of these here).
+    est = k > 0
+    covered = (full.matrix >= aff.lower) & (full.matrix <= aff.upper)
+    assert covered[est].mean() >= 0.85
 
 
 def test_completion_needs_the_diagonal():

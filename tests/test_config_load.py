@@ -155,9 +155,8 @@ def test_gpus_per_task_needs_ray_and_changes_no_fingerprint():
 
 
 def test_the_pipeline_hands_gpus_per_task_to_the_trainer_and_the_scorer(tmp_path, monkeypatch):
-    import taskpgm.models.scoring as scoring
-    import taskpgm.models.train as train
     from taskpgm.config import config_from_dict
+    from taskpgm.models import scoring, train
     from taskpgm.pipeline.stages import PipelineContext, stage_experts, stage_scores
 
     cfg = config_from_dict({"run": {"dir": str(tmp_path / "run")},
@@ -176,9 +175,9 @@ def test_the_pipeline_hands_gpus_per_task_to_the_trainer_and_the_scorer(tmp_path
 
     monkeypatch.setattr(train, "train_experts", fake("train"))
     monkeypatch.setattr(scoring, "score_pool", fake("score"))
-    from taskpgm.pipeline import reuse
-
     from types import SimpleNamespace
+
+    from taskpgm.pipeline import reuse
 
     monkeypatch.setattr(reuse, "identities", lambda ctx: SimpleNamespace(experts={}))
     monkeypatch.setattr(reuse, "fetch_experts", lambda ctx, ids: 0)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from taskpgm.errors import InputError
@@ -247,6 +247,7 @@ def test_plan_states_the_proxy_trainings_before_any_work(tmp_path):
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(0.0, 10.0), min_size=2, max_size=8),
        st.lists(st.floats(0.05, 1.0), min_size=8, max_size=8))
+@example(w=[1.0, 5e-324], caps=[0.5] + [1.0] * 7)  # a subnormal weight once underflowed to 0
 def test_projection_onto_the_capped_simplex_respects_every_cap(w, caps):
     caps = np.array(caps[:len(w)])
     if caps.sum() < 1:

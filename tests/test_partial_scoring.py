@@ -49,18 +49,52 @@ def test_half_the_pairs_are_scored_and_the_rest_completed(tmp_path):
         for t in heldout:
             assert shard_path(run / "scores", e, t).is_file()
     assert np.isfinite(aff["matrix"]).all()
+    # Bootstrap intervals by default, widened by the completion's error where it estimated.
+    assert np.isfinite(aff["lower"]).all() and np.isfinite(aff["upper"]).all()
+    index = {t: i for i, t in enumerate(train)}
+    for e, t in unscored:
+        i, j = index[e], index[t]
+        assert aff["lower"][i, j] < aff["matrix"][i, j] < aff["upper"][i, j]
     assert f"{len(unscored)} of {n * n} (expert, task) pairs were not scored" in \
         (run / "report.html").read_text()
     mix = json.loads((run / "mixture.json").read_text())
     assert abs(sum(mix["weights"]) - 1) < 1e-9 and len(mix["weights"]) == n
+    # The split-half check: the same mixture from half the scored pairs, and how far it is.
+    half = np.load(run / "affinity_half.npz")
+    split = json.loads(str(half["provenance"]))["split_half"]
+    scored_off = n * (n - 1) - len(unscored)
+    assert split == {"dropped_pairs": scored_off // 2, "of_scored": scored_off}
+    assert not np.array_equal(half["matrix"], aff["matrix"])
+    assert 0 <= mix["diagnostics"]["split_half_l1"] <= 2
+    checks = json.loads((run / "checks.json").read_text())
+    assert any(c["name"] == "partial scoring has settled the mixture" for c in checks)
+    # Switched to full scoring: the rest is scored and the split-half file goes.
+    full = config_from_dict({**CFG, "scoring": {"fraction": 1.0},
+                             "run": {"dir": str(run)}}, "c.yaml")
+    run_pipeline(full, progress=False)
+    assert not (run / "affinity_half.npz").exists()
+    assert "split_half_l1" not in json.loads((run / "mixture.json").read_text())["diagnostics"]
+    assert "unscored_pairs" not in json.loads(str(np.load(run / "affinity.npz")["provenance"]))
+
+
+def test_the_split_half_check_warns_above_its_threshold():
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.pipeline.reporting import check_partial_scoring_settled
+
+    def check(l1):
+        return check_partial_scoring_settled(Mixture("taskpgm", ["a", "b"], [0.5, 0.5],
+                                                     diagnostics={"split_half_l1": l1}))
+    assert check(0.05).ok is True
+    bad = check(0.3)
+    assert bad.ok is False and "scoring.fraction" in bad.detail
+    assert check_partial_scoring_settled(Mixture("taskpgm", ["a"], [1.0])).ok is None
 
 
 def test_settings_that_need_every_score_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="scoring.fraction < 1 completes"):
-        config_from_dict({**CFG, "affinity": {"bootstrap": 10}}, "c.yaml")
-    with pytest.raises(ConfigError, match="scoring.fraction < 1 completes"):
         config_from_dict({**CFG, "affinity": {"metric": "ce-gap"}}, "c.yaml")
-    assert config_from_dict(CFG, "c.yaml").affinity.bootstrap == 0  # none by default
+    # Intervals stay on by default: estimated entries carry the completion's error.
+    assert config_from_dict(CFG, "c.yaml").affinity.bootstrap == 100
 
 
 @pytest.mark.slow
@@ -77,4 +111,23 @@ def test_training_targets_under_partial_scoring_are_refused_before_the_experts(t
     path.write_text(yaml.safe_dump(cfg))
     assert cli_run(["run", str(path), "--quiet"]) == 2
     assert "is a target (mixture.targets or a mixmin" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "experts").exists()
+
+
+def test_a_fraction_too_small_to_complete_is_refused_before_the_experts(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import yaml
+
+    from taskpgm.cli import run as cli_run
+
+    cfg = {**CFG, "run": {"dir": str(tmp_path / "run")},
+           "pool": {"source": "synthetic", "families": ["reverse", "code"], "scale": 0.05},
+           "scoring": {"fraction": 0.2}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli_run(["run", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "scoring.fraction 0.2 plans 1 of the 30 off-diagonal" in err
+    assert "use scoring.fraction >= 0.27" in err
     assert not (tmp_path / "run" / "experts").exists()

@@ -290,11 +290,13 @@ class ScoringConfig(_Section):
         "logits only at response positions, this bounds scoring memory (docs/models.md).")
     fraction: float = Field(
         1.0, gt=0, le=1, description="Share of the (expert, training task) pairs to score; "
-        "below 1 the rest is estimated by low-rank completion (pmi only, no bootstrap "
-        "intervals). The diagonal, the base model and the held-out targets are always scored.")
+        "below 1 the rest is estimated by low-rank completion (pmi only; bootstrap intervals "
+        "of estimated entries include the completion's estimated error). The diagonal, the "
+        "base model and the held-out targets are always scored.")
     sampling: Literal[SCORING_SAMPLING] = Field(
         "balanced", description=f"fraction < 1: which pairs: {_choices(SCORING_SAMPLING)} "
-        "(balanced: every expert and task scored equally often; pairs: both directions of a "
+        "(balanced: every expert and every task anchored by about half the average share or more; "
+        "pairs: both directions of a "
         "task pair; adaptive: half drawn like balanced, the rest chosen once those are "
         "scored, where the completion is least certain).")
 
@@ -681,29 +683,15 @@ class Config(_Section):
                                            if s.method != "auto"]}
         return data
 
-    @model_validator(mode="before")
-    @classmethod
-    def _partial_scoring_has_no_intervals(cls, data: Any) -> Any:
-        # Completed entries have no bootstrap intervals: partial scoring without an
-        # explicit affinity.bootstrap means none (an explicit one is refused below).
-        if isinstance(data, dict) and isinstance(data.get("scoring"), dict):
-            frac = data["scoring"].get("fraction", 1.0)
-            aff = data.get("affinity") if isinstance(data.get("affinity"), dict) else {}
-            if isinstance(frac, (int, float)) and frac < 1 and "bootstrap" not in aff:
-                data = {**data, "affinity": {**aff, "bootstrap": 0}}
-        return data
-
     @model_validator(mode="after")
     def _check(self) -> Config:
         names = [s.name for s in self.strategies]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise ValueError(f"strategy name {dup!r} appears twice")
-        if self.scoring.fraction < 1 and (self.affinity.metric != "pmi"
-                                          or self.affinity.bootstrap):
+        if self.scoring.fraction < 1 and self.affinity.metric != "pmi":
             raise ValueError("scoring.fraction < 1 completes the unscored pairs, which works "
-                             "for affinity.metric pmi without bootstrap intervals; set "
-                             "affinity.metric: pmi and affinity.bootstrap: 0")
+                             "for affinity.metric pmi only; set affinity.metric: pmi")
         if "base" in names:
             # eval/base.json and the stage eval:base hold the base model's evaluation.
             raise ValueError("strategy name 'base' is reserved for the base model's "

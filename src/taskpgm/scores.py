@@ -199,6 +199,13 @@ class ScoreTable:
             if t not in self.tasks:
                 raise InputError(f"{what} {t!r} has no scores (scored tasks: {len(self.tasks)})")
 
+    def without(self, pairs: Iterable[tuple[str, str]]) -> ScoreTable:
+        """The same table with these (expert, task) pairs unscored (shards already read
+        are shared, not copied): what scoring only the rest would have produced."""
+        drop = set(pairs)
+        kept = {k: v for k, v in self._shards.items() if k not in drop}
+        return ScoreTable(self.experts, self.tasks, kept, self.root, self.manifest)
+
     def missing_pairs(self) -> list[tuple[str, str]]:
         return [(e, t) for e in self.experts for t in self.tasks if (e, t) not in self._shards]
 

@@ -34,45 +34,103 @@ def planned_offdiagonal(n: int, fraction: float) -> int:
     return int(min(max(round(fraction * n * n) - n, 0), n * (n - 1)))
 
 
+def _name_keys(names: Sequence[str], seed: int, salt: str) -> np.ndarray:
+    """A 64-bit key per name, from the name and the seed only (never the position)."""
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.blake2b(f"{seed}\0{salt}\0{name}".encode(),
+                                                    digest_size=8).digest(), "little")
+                     for name in names], dtype=np.uint64)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def pair_keys(names: Sequence[str], seed: int, salt: str = "pair",
+              symmetric: bool = False) -> np.ndarray:
+    """An n x n matrix of pseudo-random 64-bit keys, one per (expert, task) pair, that
+    depends only on the two names and the seed: the same pair keeps its key when tasks
+    are added, removed or reordered."""
+    k = _name_keys(names, seed, salt)
+    a, b = k[:, None], k[None, :]
+    if symmetric:
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    with np.errstate(over="ignore"):
+        return _mix(a ^ _mix(b + np.uint64(0x9E3779B97F4A7C15)))
+
+
+def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices of the ``count`` smallest keys (ties, never seen in 64 bits, by index)."""
+    return np.argsort(keys, kind="stable")[:count]
+
+
 def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random", *,
-                n_off: int | None = None) -> np.ndarray:
+                n_off: int | None = None, names: Sequence[str] | None = None) -> np.ndarray:
     """Which (expert, task) pairs to score: about ``fraction * n^2``, diagonal included
     (``n_off``: exactly that many off-diagonal pairs instead).
 
-    ``random`` picks off-diagonal pairs uniformly. ``balanced`` gives every expert and
-    every task the same number of scored pairs (cyclic offsets under a random
-    relabelling), which keeps every row and column of M anchored for the completion.
-    ``pairs`` picks unordered task pairs and scores both directions (A on B and B on A),
-    so a pair's PMI is either fully scored or fully estimated.
+    Pairs are chosen by pseudo-random keys of the two task ``names`` (default: the
+    positions) and the seed, so a pool that grows or shrinks keeps almost every pair it
+    had scored: a scored pair stays scored unless new pairs with smaller keys displace it.
+
+    ``random`` takes the off-diagonal pairs with the smallest keys. ``balanced`` anchors
+    every row and column of M for the completion: each expert takes its own
+    ``per_row // 2`` (+1 for some) smallest-key tasks, then each task its
+    ``per_row - per_row // 2`` smallest-key experts among the rest, so every expert and
+    every task gets about half the average share or more (near ``fraction`` 1, a task
+    short of unscored experts leaves its share to the smallest keys overall).
+    ``pairs`` takes unordered task pairs by a symmetric key and scores both directions (A
+    on B and B on A), so a pair's PMI is either fully scored or fully estimated.
     """
     if not 0.0 < fraction <= 1.0:
         raise InputError(f"fraction must be in (0, 1], got {fraction}")
     if strategy not in SAMPLING:
         raise InputError(f"unknown sampling strategy {strategy!r} (use {', '.join(SAMPLING)})")
-    rng = np.random.default_rng(seed)
+    names = [str(i) for i in range(n)] if names is None else list(names)
+    if len(names) != n or len(set(names)) != n:
+        raise InputError(f"sample_mask needs {n} distinct names, got {len(names)} "
+                         f"({len(set(names))} distinct)")
     mask = np.eye(n, dtype=bool)
     n_off = planned_offdiagonal(n, fraction) if n_off is None else min(n_off, n * (n - 1))
     if n_off == 0:
         return mask
+    top = np.iinfo(np.uint64).max
     if strategy == "pairs":
-        iu = np.flatnonzero(np.triu(np.ones((n, n), dtype=bool), k=1).ravel())
-        chosen = rng.choice(iu, size=min(len(iu), round(n_off / 2)), replace=False)
-        mask.ravel()[chosen] = True
-        mask |= mask.T
-        return mask
+        keys = pair_keys(names, seed, symmetric=True)
+        keys[np.tril_indices(n)] = top
+        mask.ravel()[_smallest(keys.ravel(), min(n * (n - 1) // 2, round(n_off / 2)))] = True
+        return mask | mask.T
+    keys = pair_keys(names, seed)
+    np.fill_diagonal(keys, top)
     if strategy == "random":
-        off = np.flatnonzero(~np.eye(n, dtype=bool).ravel())
-        mask.ravel()[rng.choice(off, size=n_off, replace=False)] = True
+        mask.ravel()[_smallest(keys.ravel(), n_off)] = True
         return mask
-    perm = rng.permutation(n)
-    offsets = rng.permutation(np.arange(1, n))
     per_row, extra = divmod(n_off, n)
-    rows = np.arange(n)
-    for k in range(per_row):
-        mask[perm[rows], perm[(rows + offsets[k]) % n]] = True
-    if extra:
-        chosen = rng.choice(n, size=extra, replace=False)
-        mask[perm[chosen], perm[(chosen + offsets[per_row]) % n]] = True
+    by_rows = per_row // 2
+    # Which experts take one more than the rest: by a key of their name, not position.
+    more = np.zeros(n, dtype=np.int64)
+    more[_smallest(_name_keys(names, seed, "extra"), extra)] = 1
+    order = np.argsort(keys, axis=1, kind="stable")
+    for e in range(n):
+        mask[e, order[e, : by_rows + more[e]]] = True
+    # Each task's share from its own keys (another salt: independent of the rows' draw).
+    col = pair_keys(names, seed, salt="column").T  # [task, expert]
+    col[mask.T] = top  # already scored (and the diagonal)
+    order = np.argsort(col, axis=1, kind="stable")
+    for t in range(n):
+        mask[order[t, : per_row - by_rows], t] = True
+    # Near fraction 1 a task can run out of unscored experts; the rest by smallest key.
+    short = n + n_off - int(mask.sum())
+    if short > 0:
+        keys[mask] = top
+        mask.ravel()[_smallest(keys.ravel(), short)] = True
     return mask
 
 

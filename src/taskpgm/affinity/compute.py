@@ -53,6 +53,41 @@ def _first_missing(table: ScoreTable, tasks: Sequence[str]) -> tuple[str, str] |
     return None
 
 
+def completion_m_error(estimated_error: dict, means: np.ndarray,
+                       measured: np.ndarray) -> tuple[float, str]:
+    """The typical error of an estimated mean log-likelihood, and where it comes from.
+
+    The leave-some-out estimate when there was enough to hide; otherwise the spread of
+    the measured off-diagonal means (the error of knowing nothing but their average), so
+    a pool too small to check its completion gets wide intervals rather than none."""
+    if estimated_error.get("m_rmse") is not None:
+        return float(estimated_error["m_rmse"]), "leave-some-out"
+    off = measured & ~np.eye(*measured.shape, dtype=bool)
+    spread = float(np.std(means[off])) if off.sum() > 1 else float(np.std(means[measured]))
+    return spread, "spread of the measured means (too few pairs to hide)"
+
+
+def widen_for_completion(matrix: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                         estimated: np.ndarray, m_error: float,
+                         level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Add the completion's error to the bootstrap interval of every entry it touches.
+
+    PMI_ij = (gap_ij + gap_ji) / 2 with gap_ij = M_ij - M_jj, and the diagonal is always
+    measured, so an entry carries the estimation error of each of M_ij, M_ji that was
+    estimated: standard error ``m_error * sqrt(k) / 2`` for k of them, independent of
+    the probe-sampling noise, so each side of the interval grows in quadrature. Entries
+    that use no estimated pair keep their bootstrap interval exactly."""
+    from scipy.stats import norm
+
+    k = estimated.astype(np.float64) + estimated.T.astype(np.float64)
+    np.fill_diagonal(k, 0.0)
+    half = float(norm.ppf(0.5 + level / 2.0)) * 0.5 * m_error * np.sqrt(k)
+    touched = k > 0
+    lower = np.where(touched, matrix - np.hypot(matrix - lower, half), lower)
+    upper = np.where(touched, matrix + np.hypot(upper - matrix, half), upper)
+    return lower, upper
+
+
 def compute_affinity(
     table: ScoreTable,
     metric: str = "pmi",
@@ -74,7 +109,9 @@ def compute_affinity(
     are symmetric with a zero diagonal; larger means more similar, 0 = interchangeable.
     ``bootstrap`` > 0 adds percentile intervals (``lower``/``upper``) from resampled
     probe examples (PMI and ce-gap need only scalar scores; supported for PMI).
-    ``complete`` estimates unscored (expert, task) pairs by low-rank completion (PMI).
+    ``complete`` estimates unscored (expert, task) pairs by low-rank completion (PMI);
+    with ``bootstrap`` the intervals of entries that use an estimated pair also carry
+    the completion's estimated error (:func:`widen_for_completion`).
     Warnings (degenerate structure, wide intervals) go into ``provenance["warnings"]``.
     """
     # Messages name the parameters (``bootstrap``, ``complete=True``), never a CLI flag; the
@@ -89,9 +126,6 @@ def compute_affinity(
     if bootstrap and metric != "pmi":
         raise ConfigError(f"parameter 'bootstrap' (intervals) is supported for metric pmi "
                           f"only, not {metric!r}")
-    if bootstrap and complete:
-        raise ConfigError("parameter 'bootstrap' cannot be combined with complete=True "
-                          "(intervals of completed entries are not computed)")
     if complete and metric != "pmi":
         raise ConfigError(f"complete=True (low-rank completion) is supported for metric pmi "
                           f"only, not {metric!r}")
@@ -122,6 +156,7 @@ def compute_affinity(
     if table.root is not None:
         prov["scores"] = str(table.root)
     lower = upper = None
+    estimated = None  # mask of the (expert, task) pairs the completion estimated
 
     if metric == "pmi":
         ms = mean_scores(table, tasks, tasks, normalize, bootstrap, seed,
@@ -138,15 +173,27 @@ def compute_affinity(
                     "needs every expert scored on its own task"
                 )
             comp = complete_means(means, mask, seed=seed)
+            error = completion_error(means, mask, comp.means, seed=seed)
             prov["completion"] = comp.info | {
-                "n_missing_pairs": int((~mask).sum()),
-                "estimated_error": completion_error(means, mask, comp.means, seed=seed)}
+                "n_missing_pairs": int((~mask).sum()), "estimated_error": error}
+            estimated = ~mask
             means = comp.means
         matrix = pmi_from_means(means)
         if ms.replicates is not None:
-            reps = pmi_from_means(ms.replicates)
-            lower, upper = percentile_interval(reps, level)
+            replicates = ms.replicates
+            if estimated is not None:
+                # Resampling the probe examples moves only what was measured; an
+                # estimated pair stays at its estimate and its error is added below.
+                replicates = means[None] + np.where(estimated[None],
+                                                    0.0, ms.replicates - means[None])
+            lower, upper = percentile_interval(pmi_from_means(replicates), level)
             prov["interval_level"] = level
+            if estimated is not None:
+                m_error, source = completion_m_error(prov["completion"]["estimated_error"],
+                                                     means, ~estimated)
+                lower, upper = widen_for_completion(matrix, lower, upper, estimated,
+                                                    m_error, level)
+                prov["completion"]["interval_m_error"] = {"value": m_error, "from": source}
         prov["n_examples"] = {t: int(c) for t, c in zip(tasks, ms.n_examples, strict=True)}
     elif metric == "ce-gap":
         from taskpgm.affinity.divergence import ce_gap_matrix

@@ -177,7 +177,8 @@ def onto_capped_simplex(w: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
         base = w[free]
         w = w.copy()
         w[fixed] = caps[fixed]
-        w[free] = base * left / base.sum() if base.sum() > 0 else (
+        # Normalise before scaling: base * left underflows for subnormal weights.
+        w[free] = base / base.sum() * left if base.sum() > 0 else (
             caps[free] * left / caps[free].sum())
         over = free & (w > caps + 1e-15)
         if not over.any():

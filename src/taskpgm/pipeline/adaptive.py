@@ -28,7 +28,7 @@ from taskpgm.errors import InputError
 from taskpgm.io import atomic_write_json, read_json
 
 RECORD = "adaptive.json"  # in the scores directory
-VERSION = 1
+VERSION = 2  # 2: pairs keyed by task names (sample_mask's names)
 # Each of adaptive_pairs' two half-fits needs at least two scored off-diagonal pairs.
 MIN_FIRST_ROUND = 4
 
@@ -43,11 +43,14 @@ def planned(n: int, fraction: float) -> tuple[int, int]:
     return total, (total if first < MIN_FIRST_ROUND else first)
 
 
-def first_round(n: int, fraction: float, seed: int) -> np.ndarray:
-    """The first round over train x train (diagonal included), drawn like ``balanced``."""
+def first_round(names: list[str], fraction: float, seed: int) -> np.ndarray:
+    """The first round over train x train (diagonal included), drawn like ``balanced``
+    (keyed by the task names, so a grown pool keeps most of its first round)."""
     from taskpgm.affinity.completion import sample_mask
 
-    return sample_mask(n, fraction, seed=seed, strategy="balanced", n_off=planned(n, fraction)[1])
+    n = len(names)
+    return sample_mask(n, fraction, seed=seed, strategy="balanced",
+                       n_off=planned(n, fraction)[1], names=names)
 
 
 def _pairs(mask: np.ndarray, names: list[str]) -> list[tuple[str, str]]:
@@ -78,7 +81,7 @@ def recorded_second_round(ctx: Any, ids: Any) -> list[tuple[str, str]] | None:
         raw = read_json(path)
     except InputError:  # a damaged record is as good as none: the round is chosen again
         return None
-    first = first_round(len(names), ctx.cfg.scoring.fraction, ctx.cfg.run.seed)
+    first = first_round(names, ctx.cfg.scoring.fraction, ctx.cfg.run.seed)
     if not isinstance(raw, dict) or raw.get("basis") != basis(ctx, ids, names, first):
         return None
     known = set(names)
@@ -91,7 +94,7 @@ def recorded_second_round(ctx: Any, ids: Any) -> list[tuple[str, str]] | None:
 def scored_mask(ctx: Any, ids: Any) -> np.ndarray:
     """The train x train pairs scored: the first round and, once chosen, the second."""
     names = ctx.train_task_names()
-    mask = first_round(len(names), ctx.cfg.scoring.fraction, ctx.cfg.run.seed)
+    mask = first_round(names, ctx.cfg.scoring.fraction, ctx.cfg.run.seed)
     index = {t: i for i, t in enumerate(names)}
     for e, t in recorded_second_round(ctx, ids) or []:
         mask[index[e], index[t]] = True
@@ -113,7 +116,7 @@ def choose_second_round(ctx: Any, ids: Any) -> list[tuple[str, str]]:
 
     names = ctx.train_task_names()
     s, seed = ctx.cfg.scoring, ctx.cfg.run.seed
-    first = first_round(len(names), s.fraction, seed)
+    first = first_round(names, s.fraction, seed)
     total, n_first = planned(len(names), s.fraction)
     new = np.zeros_like(first)
     if total > n_first:

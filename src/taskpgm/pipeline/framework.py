@@ -55,8 +55,10 @@ class Stage:
 
     ``payload`` is the JSON-able slice of the config this stage depends on; ``deps``
     names upstream stages; ``outputs`` are paths relative to the run directory that the
-    stage owns (removed before a from-scratch re-run). ``version`` is bumped when the
-    stage's code changes its output for the same config.
+    stage owns (removed before a from-scratch re-run); those in ``optional_outputs``
+    are owned but written only by some configs, so their absence alone does not re-run
+    the stage (once written they are in the record, which notices them missing).
+    ``version`` is bumped when the stage's code changes its output for the same config.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Stage:
     payload: Any = None
     deps: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    optional_outputs: tuple[str, ...] = ()
     resumable: bool = False
     version: int = 1
     # How deep below an output a damaged file's unit of repair sits (ownership.unit_of).
@@ -214,7 +217,8 @@ class Runner:
             elif state.status == "running":
                 action, reason = ("resume", "interrupted; resuming") if st.resumable else (
                     "run", "interrupted; restarting")
-            elif missing := [o for o in st.outputs if not (self.run_dir / o).exists()]:
+            elif missing := [o for o in st.outputs if o not in st.optional_outputs
+                             and not (self.run_dir / o).exists()]:
                 action, reason = "run", f"output {missing[0]!r} missing"
             elif bad := ownership.damaged(self.run_dir, state.files or {}):
                 rel, what = bad[0]

@@ -278,6 +278,23 @@ def compute_influence(aff: AffinityMatrix, mixture: Mixture, **opts: Any) -> lis
     return rows
 
 
+def check_partial_scoring_settled(main: Mixture) -> Check:
+    """Under partial scoring: does the main mixture stay put when solved from half the
+    scored pairs? If not, the fraction scored has not settled it."""
+    from taskpgm.pipeline.stages import SPLIT_HALF_WARN
+
+    name = "partial scoring has settled the mixture"
+    l1 = main.diagnostics.get("split_half_l1")
+    if l1 is None:
+        return Check(name, None, "no split-half check: too few scored pairs to halve")
+    detail = (f"the mixture moves by L1 {l1:.3f} when solved from half the scored pairs "
+              f"(warn above {SPLIT_HALF_WARN})")
+    if l1 > SPLIT_HALF_WARN:
+        detail += ("; score a larger scoring.fraction, or use mixture.kernel: shift, which "
+                   "completion errors move about ten times less (docs/config.md)")
+    return Check(name, bool(l1 <= SPLIT_HALF_WARN), detail)
+
+
 def report_for_run(ctx) -> Path:
     from taskpgm.pipeline.stages import BASE_EVAL
     from taskpgm.scores import ScoreTable
@@ -301,6 +318,8 @@ def report_for_run(ctx) -> Path:
         check_family_balanced_beats_uniform(evals, mixtures, families),
         check_mixtures_move(mixtures, families),
     ]
+    if cfg.scoring.fraction < 1:
+        checks.append(check_partial_scoring_settled(main))
     opts = _solver_kwargs(ctx, main)
     path = compute_path(aff, cfg.report.path_points, **opts)
     infl = compute_influence(aff, main, **opts) if cfg.report.influence else None
@@ -314,7 +333,9 @@ def report_for_run(ctx) -> Path:
                      f"{cfg.scoring.sampling}): {len(unscored)} "
                      f"of {n * n} (expert, task) pairs were not scored; their scores, and the "
                      "affinity entries that use them, are estimates from low-rank completion "
-                     "(listed in affinity.npz, provenance 'unscored_pairs').")
+                     "(listed in affinity.npz, provenance 'unscored_pairs')"
+                     + ("; their intervals add the completion's estimated error to the "
+                        "bootstrap's." if aff.lower is not None else "."))
     inp = ReportInputs(aff, mixtures, evals, base, checks, path, infl,
                        title="taskpgm run report", notes=notes,
                        families={t: families.get(t) for t in train})

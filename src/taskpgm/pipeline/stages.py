@@ -9,6 +9,7 @@ Run directory layout (every file written atomically)::
     run/experts/<task>/          one expert per training task
     run/scores/                  Parquet shards: every expert (and the base) on every task
     run/affinity.npz             the affinity matrix between training tasks
+    run/affinity_half.npz        partial scoring: the same from half the scored pairs
     run/utilities.json           target-aware utilities (expert gain on the target tasks)
     run/mixture.json             the mixture from the ``mixture`` section (the main product)
     run/mixtures/<strategy>.json one mixture per compared strategy
@@ -84,6 +85,11 @@ class RunPaths:
     @property
     def affinity(self) -> Path:
         return self.root / "affinity.npz"
+
+    @property
+    def affinity_half(self) -> Path:
+        """Partial scoring only: the affinity from half the scored pairs (split-half check)."""
+        return self.root / "affinity_half.npz"
 
     @property
     def utilities(self) -> Path:
@@ -202,6 +208,24 @@ def stage_pool(ctx: PipelineContext) -> None:
     preflight(ctx)
 
 
+MIN_SCORED_OFFDIAGONAL = 4  # the completion and its leave-some-out check need a few pairs
+
+
+def _check_fraction_plans_enough(fraction: float, n: int) -> None:
+    """Partial scoring must plan enough off-diagonal pairs for the completion."""
+    from taskpgm.affinity.completion import planned_offdiagonal
+
+    if fraction >= 1 or n < 2:
+        return
+    planned = planned_offdiagonal(n, fraction)
+    need = min(MIN_SCORED_OFFDIAGONAL, n * (n - 1))
+    if planned < need:
+        least = next(f / 100 for f in range(1, 101) if planned_offdiagonal(n, f / 100) >= need)
+        raise InputError(f"scoring.fraction {fraction} plans {planned} of the {n * (n - 1)} "
+                         f"off-diagonal (expert, task) pairs of {n} training tasks; completing "
+                         f"the rest needs at least {need}: use scoring.fraction >= {least}")
+
+
 def preflight(ctx: PipelineContext) -> None:
     """Refuse, in one line, what a later stage would refuse after hours of training:
     unknown task names in evaluate.tasks, mixture.targets or a strategy's targets, and
@@ -244,6 +268,7 @@ def preflight(ctx: PipelineContext) -> None:
         if pool.task(name).count("probe") < 1:
             raise InputError(f"{pool.split_path(name, 'probe')}: target task {name!r} has no "
                              "probe examples")
+    _check_fraction_plans_enough(cfg.scoring.fraction, len(train))
     # Every task file parses and holds the examples pool.json lists (a dir pool edited by
     # hand would otherwise fail stages later, after experts were trained).
     for info in pool.tasks:
@@ -408,7 +433,8 @@ def _describe(ctx: PipelineContext, which: str):
 
 def unscored_pairs(ctx: PipelineContext, ids=None) -> list[tuple[str, str]]:
     """(expert, training task) pairs ``scoring.fraction < 1`` leaves to the completion:
-    the complement of ``sample_mask`` (seeded by run.seed; diagonal always scored), or
+    the complement of ``sample_mask`` (keyed by the task names and run.seed, so a grown
+    or shrunk pool keeps almost every pair it scored; diagonal always scored), or
     for ``adaptive`` of the first round and the recorded second round (before that is
     chosen: of the first round only). The base model and held-out targets are always
     scored in full. ``ids``: the run's identities, if computed (adaptive reads them)."""
@@ -423,7 +449,8 @@ def unscored_pairs(ctx: PipelineContext, ids=None) -> list[tuple[str, str]]:
     else:
         from taskpgm.affinity.completion import sample_mask
 
-        mask = sample_mask(len(train), s.fraction, seed=ctx.cfg.run.seed, strategy=s.sampling)
+        mask = sample_mask(len(train), s.fraction, seed=ctx.cfg.run.seed, strategy=s.sampling,
+                           names=train)
     return [(train[i], train[j]) for i, j in zip(*np.nonzero(~mask), strict=True)]
 
 
@@ -440,9 +467,43 @@ def stage_affinity(ctx: PipelineContext) -> None:
     if ctx.cfg.scoring.fraction < 1:
         # Which entries rest on estimated (completed) scores rather than measured ones.
         s = ctx.cfg.scoring
-        aff.provenance["unscored_pairs"] = [list(p) for p in unscored_pairs(ctx)]
+        unscored = unscored_pairs(ctx)
+        aff.provenance["unscored_pairs"] = [list(p) for p in unscored]
         aff.provenance["partial_scoring"] = {"fraction": s.fraction, "sampling": s.sampling}
+        half = split_half_affinity(ctx, table, unscored)
+        if half is not None:
+            save_affinity(ctx.paths.affinity_half, half)
     save_affinity(ctx.paths.affinity, aff)
+
+
+SPLIT_HALF_WARN = 0.1  # split-half L1 above which the report calls the mixture unsettled
+SPLIT_HALF_MIN = 4  # scored off-diagonal pairs a half needs (fewer: no split-half check)
+
+
+def split_half_affinity(ctx: PipelineContext, table, unscored: list[tuple[str, str]]):
+    """The affinity as if only half the scored off-diagonal (expert, training task) pairs
+    had been scored (a seeded half; the diagonal stays), computed like the real one; None
+    when a half would hold fewer than ``SPLIT_HALF_MIN`` pairs.
+
+    How far the mixture moves between this and the real affinity says whether the
+    fraction scored has settled it: the main mixture solves both (``split_half_l1``).
+    Measured on a 310-task pool and on the real 316-task matrix, the split-half distance
+    was about as large as, or larger than, the distance to the full-scoring mixture
+    (benchmarks/README.md), so it errs on the side of warning."""
+    from taskpgm.affinity import compute_affinity
+
+    a = ctx.cfg.affinity
+    train = ctx.train_task_names()
+    missing = set(unscored)
+    scored = [(e, t) for e in train for t in train if e != t and (e, t) not in missing]
+    rng = np.random.default_rng([ctx.cfg.run.seed, 2])  # not the completion's own draws
+    if len(scored) - len(scored) // 2 < SPLIT_HALF_MIN:
+        return None
+    dropped = [scored[i] for i in np.sort(rng.permutation(len(scored))[: len(scored) // 2])]
+    half = compute_affinity(table.without(dropped), metric=a.metric, normalize=a.normalize,
+                            bootstrap=a.bootstrap, seed=ctx.cfg.run.seed, complete=True)
+    half.provenance["split_half"] = {"dropped_pairs": len(dropped), "of_scored": len(scored)}
+    return half
 
 
 def stage_utilities(ctx: PipelineContext) -> None:
@@ -467,13 +528,14 @@ def load_utilities(ctx: PipelineContext) -> tuple[list[str], np.ndarray]:
     return list(raw["tasks"]), np.asarray(raw["utilities"], dtype=np.float64)
 
 
-def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool = False
-                   ) -> Mixture:
+def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool = False,
+                   affinity: Path | None = None) -> Mixture:
     """One strategy's mixture over the training tasks (all strategies share this path).
 
     ``dry``: solve on a stand-in affinity (every pair equally dissimilar) and unit target
     utilities, before any expert exists, so every parameter, file and name the real
-    solve would refuse is refused up front (``preflight``)."""
+    solve would refuse is refused up front (``preflight``). ``affinity``: another affinity
+    file than the run's (the split-half check)."""
     from taskpgm.affinity.io import load_affinity
     from taskpgm.mixture import solve
 
@@ -497,9 +559,10 @@ def solve_strategy(ctx: PipelineContext, strategy: StrategyConfig, *, dry: bool 
 
         aff = AffinityMatrix(train, np.where(np.eye(len(train)) > 0, 0.0, -1.0), "pmi")
     else:
-        aff = load_affinity(ctx.paths.affinity)
+        aff = load_affinity(affinity or ctx.paths.affinity)
     if aff.names != train:
-        raise InputError(f"{ctx.paths.affinity}: task names differ from the pool's training tasks")
+        raise InputError(f"{affinity or ctx.paths.affinity}: task names differ from the pool's "
+                         "training tasks")
     kwargs: dict[str, Any] = {"method": strategy.method, "names": train, "sizes": sizes}
     if strategy.method in ("taskpgm", "taskpgm-paper"):
         m = ctx.cfg.mixture
@@ -560,7 +623,12 @@ def strategy_targets(ctx: PipelineContext, targets: list[str] | str) -> list[str
 
 def stage_main_mixture(ctx: PipelineContext) -> None:
     main = StrategyConfig(name="mixture", method="taskpgm", params={})
-    solve_strategy(ctx, main).save(ctx.paths.mixture)
+    mix = solve_strategy(ctx, main)
+    if ctx.cfg.scoring.fraction < 1 and ctx.paths.affinity_half.is_file():
+        # The same mixture from half the scored pairs: has the fraction scored settled it?
+        half = solve_strategy(ctx, main, affinity=ctx.paths.affinity_half)
+        mix.diagnostics["split_half_l1"] = float(np.abs(mix.weights - half.weights).sum())
+    mix.save(ctx.paths.mixture)
 
 
 def stage_strategy_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
@@ -900,7 +968,12 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                         describe=_describe(ctx, "scores")))
     stages.append(Stage("affinity", lambda: stage_affinity(ctx),
                         {"affinity": cfg.section("affinity"), "seed": seed},
-                        deps=("scores",), outputs=("affinity.npz",)))
+                        # affinity_half.npz: written under partial scoring only, but
+                        # always owned, so a run switched to full scoring removes it.
+                        deps=("scores",), outputs=("affinity.npz", "affinity_half.npz"),
+                        optional_outputs=("affinity_half.npz",),
+                        # 2: partial scoring also writes the split-half affinity
+                        version=2 if cfg.scoring.fraction < 1 else 1))
     uses_target = _uses_target_utilities(cfg)
     mix_deps: tuple[str, ...] = ("affinity",)
     if uses_target:

@@ -257,14 +257,13 @@ def _estimated_caption(aff, estimated, mixtures: dict[str, Mixture]) -> str:
                 + f"), from {err.get('method', 'leave-some-out')}.")
     calibrated = [n for n, m in mixtures.items() if m.params.get("kernel") == "calibrated"]
     if calibrated:
-        # Measured (benchmarks/README.md): at 30% scored on a 310-task pool, L1 to the
-        # full-scoring mixture 0.092 for the calibrated default (0.49 before D26), 0.009
-        # for shift.
+        # Measured (benchmarks/README.md): without intervals, at 30% scored, L1 to the
+        # full-scoring mixture 0.09 (310-task pool) to 0.45 (the real 316-task matrix)
+        # for the calibrated default, 0.01 for shift; 0.04 with intervals on that pool.
         how += (f" Mixtures on the calibrated kernel ({', '.join(calibrated)}) couple only "
-                "entries within a narrow bandwidth, so completion errors move them about "
-                "ten times more than the shift kernel's (L1 0.09 vs 0.009 at 30% scored on a "
-                "310-task pool); use mixture.kernel: shift where that matters "
-                "(docs/config.md).")
+                "entries within a narrow bandwidth, so completion errors move them far more "
+                "than the shift kernel's; the checks say how far this run's mixture moves "
+                "when solved from half the scored pairs (docs/config.md).")
     return f'<p class="caption">{html.escape(how, quote=False)}</p>'
 
 

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := models,ray,report,export,dev,exporttest
+EXTRAS := models,ray,report,export,gbm,dev,exporttest
 
 .PHONY: setup demo test bench bench-quality lint clean
 

@@ -138,6 +138,7 @@ def test_missing_files_and_unknown_metrics_are_refused(tmp_path):
 
 def test_cli_designs_fits_and_refuses_bad_input(tmp_path, cli):
     import csv
+    import importlib.util
     import json
 
     code, _, _ = cli("runs", "design", "--tasks", "a,b,c,d", "--runs", "24",
@@ -165,6 +166,18 @@ def test_cli_designs_fits_and_refuses_bad_input(tmp_path, cli):
     assert code == 2 and "--pool POOL or --tasks" in err
     code, _, err = cli("runs", "fit", tmp_path / "runs", "--max-epochs", "2")
     assert code == 2 and "--max-epochs needs --pool" in err
+    code, _, err = cli("runs", "fit", tmp_path / "runs", "--fit", "trees",
+                       "--out", tmp_path / "other.json")
+    assert code == 2 and "fit must be one of log-linear, gbm, got 'trees'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "other.json").exists()
+    if importlib.util.find_spec("sklearn") is not None:
+        code, _, err = cli("runs", "fit", tmp_path / "runs", "--fit", "gbm",
+                           "--out", tmp_path / "gbm.json")
+        assert code == 0, err
+        gbm = json.loads((tmp_path / "gbm.json").read_text())
+        assert gbm["params"]["fit"] == "gbm" and gbm["diagnostics"]["laws"]["loss"] == {
+            "fit": "gbm"}
+        assert np.isclose(sum(gbm["weights"]), 1)
 
 
 def _reg_config(tmp_path, runs=4):
@@ -309,3 +322,83 @@ def test_refitting_trains_no_proxy_again(tmp_path, monkeypatch):
     run_pipeline(cfg, progress=False)
     # A new KL term refits the law and retrains the regression's own model, nothing else.
     assert [p.split("/run/")[1] for p in trained] == ["models/reg"]
+
+
+def _threshold_loss(P):
+    """A loss no log-linear law fits: flat once task a has half the mass, quadratic in b."""
+    P = np.atleast_2d(P)
+    return 2 - 1.5 * np.minimum(P[:, 0], 0.5) + 0.8 * P[:, 1] ** 2 + 0.3 * np.abs(P[:, 2] - 0.2)
+
+
+def test_the_boosted_fit_finds_a_near_optimal_mixture_where_the_log_linear_law_cannot():
+    pytest.importorskip("sklearn")
+    W = design_runs(np.ones(4), 80, seed=0)
+    runs = ProxyRuns([f"r{i}" for i in range(80)], list("abcd"), W, ["loss"],
+                     _threshold_loss(W)[:, None])
+    gbm = regression_weights(runs, fit="gbm", kl=0.0)
+    linear = regression_weights(runs, fit="log-linear", kl=0.0)
+    optimum = 1.25  # a >= 0.5, b = 0, c = 0.2
+    assert _threshold_loss(gbm.weights)[0] < optimum + 0.02
+    assert _threshold_loss(gbm.weights)[0] < _threshold_loss(linear.weights)[0] - 0.03
+    assert gbm.spearman["loss"] > 0.9
+    # Same seed, same mixture; the caps hold.
+    assert np.array_equal(gbm.weights, regression_weights(runs, fit="gbm", kl=0.0).weights)
+    capped = regression_weights(runs, fit="gbm", kl=0.0, caps=np.array([0.3, 1, 1, 1]))
+    assert capped.weights[0] <= 0.3 + 1e-9 and np.isclose(capped.weights.sum(), 1)
+
+
+def test_an_unknown_fit_or_a_missing_library_is_refused_before_any_work(monkeypatch):
+    import importlib.util
+
+    from taskpgm.config import config_from_dict
+    from taskpgm.errors import ConfigError
+
+    def cfg(fit):
+        return config_from_dict({"strategies": [{"name": "r", "method": "regression",
+                                                 "params": {"fit": fit}}]})
+    with pytest.raises(ConfigError, match=r"params.fit .*one of log-linear, gbm, got 'trees'"):
+        cfg("trees")
+    assert cfg("gbm").strategies[0].params["fit"] == "gbm"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"params.fit .*needs scikit-learn"):
+        cfg("gbm")
+    runs = ProxyRuns(["a", "b"], ["x", "y"], np.eye(2), ["loss"], np.ones((2, 1)))
+    with pytest.raises(InputError, match="needs scikit-learn"):
+        regression_weights(runs, fit="gbm")
+
+
+def test_two_regression_strategies_with_the_same_proxies_train_them_once(tmp_path,
+                                                                        monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import taskpgm.models.train as train_mod
+    from conftest import tiny_run_config
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.pipeline import plan_pipeline, run_pipeline
+
+    cfg = tiny_run_config(tmp_path, [
+        {"name": "uniform", "method": "uniform"},
+        {"name": "reg", "method": "regression", "params": {"runs": 3}},
+        {"name": "reg-gbm", "method": "regression", "params": {"runs": 3, "fit": "gbm"}},
+        {"name": "reg-more", "method": "regression", "params": {"runs": 4}}],
+        experts_steps=2, budget=120, train_steps=3, max_examples=10)
+    stages = {it.stage.name for it in plan_pipeline(cfg)}
+    assert {"proxies:reg", "proxies:reg-more"} <= stages and "proxies:reg-gbm" not in stages
+    real, trained = train_mod.train_model, []
+
+    def counting(base, data, out, **kw):
+        trained.append(str(out).split("/run/")[1])
+        return real(base, data, out, **kw)
+
+    monkeypatch.setattr(train_mod, "train_model", counting)
+    run_pipeline(cfg, progress=False)
+    proxies = sorted(p for p in trained if p.startswith("proxies/"))
+    assert proxies == sorted([f"proxies/reg/run{k:04d}/model" for k in range(3)] + [
+        f"proxies/reg-more/run{k:04d}/model" for k in range(4)])
+    root = tmp_path / "run"
+    # Both fits read the same proxy runs; the gbm one says how it fitted.
+    assert (root / "runs" / "reg" / "ratios.csv").read_bytes() == \
+        (root / "runs" / "reg-gbm" / "ratios.csv").read_bytes()
+    assert Mixture.load(root / "mixtures" / "reg-gbm.json").params["fit"] == "gbm"

@@ -56,7 +56,7 @@ from taskpgm.choices import (
     as_number,
     parse_option,
 )
-from taskpgm.errors import ConfigError
+from taskpgm.errors import ConfigError, InputError
 from taskpgm.io import atomic_write_text
 from taskpgm.tasks.pool import SPLITS
 from taskpgm.tasks.synth import SUITES
@@ -474,7 +474,7 @@ _PIPELINE_PARAMS: dict[str, dict[str, str]] = {
     "dirichlet": {"alpha": "number>0", "draw": "int>=0"},
     # auto (D19): which of the run's strategies it chooses among, on which tasks' probe split.
     "auto": {"candidates": "names", "targets": "targets", "r_path": "r_values"},
-    "regression": {"runs": "int>=0", "kl": "number>=0", "targets": "targets"},
+    "regression": {"runs": "int>=0", "kl": "number>=0", "targets": "targets", "fit": "fit"},
 }
 # Every strategy may be replicated: same mixture, other sampling/training seeds.
 _COMMON_PARAMS: dict[str, str] = {"replicate": "int>=0"}
@@ -535,6 +535,16 @@ def _check_strategy_params(st: StrategyConfig, index: int,
                     for v in value)):
                 raise fail(key, f"a non-empty list of numbers >= 0 (r_rel values), got {value!r}")
             params[key] = [float(v) for v in value]
+            continue
+        if kind == "fit":
+            from taskpgm.mixture.regression import FITS, check_fit
+
+            if not isinstance(value, str) or value not in FITS:
+                raise fail(key, f"one of {', '.join(FITS)}, got {value!r}")
+            try:
+                check_fit(value)
+            except InputError as exc:
+                raise fail(key, str(exc).removeprefix("regression: ")) from None
             continue
         if kind == "names":
             if not (isinstance(value, list) and value and all(isinstance(x, str) for x in value)):

@@ -94,14 +94,24 @@ def fit(
                                                  "(for --max-epochs).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write mixture.json here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fit's starts and folds.")] = 0,
+    fit_kind: Annotated[str, typer.Option("--fit", help="log-linear (olmix's law, Huber) or "
+                                          "gbm (gradient-boosted trees, RegMix-style "
+                                          "search; needs scikit-learn).")] = "log-linear",
 ) -> None:
-    """Fit loss(p) = exp(c) + exp(t.p) per metric (Huber) and minimise the fit."""
+    """Fit loss(p) per metric (exp(c) + exp(t.p) by default) and minimise the fit."""
     import numpy as np
 
     from taskpgm.cli.solve import _print_mixture
     from taskpgm.mixture.record import Mixture
-    from taskpgm.mixture.regression import load_runs, mean_spearman, regression_weights
+    from taskpgm.mixture.regression import (
+        BoostedLaw,
+        check_fit,
+        load_runs,
+        mean_spearman,
+        regression_weights,
+    )
 
+    check_fit(fit_kind)  # before reading anything
     runs = load_runs(runs_dir)
     prior = caps = None
     if pool is not None:
@@ -123,14 +133,16 @@ def fit(
         raise InputError("--max-epochs needs --pool (the tasks' sizes)")
     elif budget is not None:
         raise InputError("--budget is read with --max-epochs and --pool only")
-    res = regression_weights(runs, metrics=metric, prior=prior, kl=kl, caps=caps, seed=seed)
+    res = regression_weights(runs, metrics=metric, prior=prior, kl=kl, caps=caps, seed=seed,
+                             fit=fit_kind)
+    laws = {m: ({"fit": "gbm"} if isinstance(law, BoostedLaw)
+                else {"log_c": law.log_c, "t": law.t.tolist()}) for m, law in res.laws.items()}
     mix = Mixture("regression", runs.tasks, res.weights,
                   params={"runs": str(runs_dir), "metrics": list(res.laws), "kl": kl,
-                          "prior": "sizes" if pool is not None else "uniform"},
+                          "fit": fit_kind, "prior": "sizes" if pool is not None else "uniform"},
                   diagnostics={"n_runs": res.n_runs, "cv_spearman": res.spearman,
                                "cv_spearman_mean": mean_spearman(res.spearman),
-                               "laws": {m: {"log_c": law.log_c, "t": law.t.tolist()}
-                                        for m, law in res.laws.items()}})
+                               "laws": laws})
     _print_mixture(mix, 20)
     if res.n_runs < len(runs.tasks) + 2:
         console.print(f"warning: {res.n_runs} runs for {len(runs.tasks) + 1} parameters per "

@@ -9,7 +9,10 @@ mixtures drawn around a prior, each metric (a target's loss, lower is better) is
 by a Huber-robust least-squares fit (scipy's ``least_squares``, several starts), and the
 mixture minimises the mean predicted loss over the simplex plus ``kl`` times KL(p || prior),
 optionally under per-task caps (epoch limits). Each law is convex in p, so the problem is
-convex and SLSQP finds its optimum. Tiny proxies can rank mixtures poorly, so the fit
+convex and SLSQP finds its optimum. ``fit="gbm"`` fits gradient-boosted trees instead
+(scikit-learn's HistGradientBoostingRegressor; RegMix's own choice is LightGBM), which
+assume no functional form; their prediction is piecewise constant, so the mixture is
+RegMix's: the mean of the best 1% of many candidate mixtures drawn like the proxies. Tiny proxies can rank mixtures poorly, so the fit
 reports its cross-validated rank correlation (Spearman, predicted vs measured on held-out
 runs): a mixture from a fit that cannot rank its own runs should not be trusted.
 
@@ -26,12 +29,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from taskpgm.errors import InputError
 from taskpgm.io import atomic_write_bytes
 
+FITS = ("log-linear", "gbm")
+GBM_CANDIDATES = 10_000  # candidate mixtures the boosted fit is minimised over
+GBM_TOP = 100  # ...of which the best this many are averaged (RegMix: top 100 of 1M)
 RATIOS = "ratios.csv"
 METRICS = "metrics.csv"
 _ID_COLUMNS = ("run_id", "name")
@@ -263,8 +270,52 @@ def fit_log_linear(weights: np.ndarray, y: np.ndarray, *, delta: float = 0.02,
     return LogLinearLaw(float(best.x[0]), best.x[1:].copy())
 
 
+@dataclass
+class BoostedLaw:
+    """loss(p) predicted by gradient-boosted trees (no functional form)."""
+
+    model: Any
+
+    def predict(self, weights: np.ndarray) -> np.ndarray:
+        return self.model.predict(np.atleast_2d(np.asarray(weights, dtype=np.float64)))
+
+
+def check_fit(fit: str) -> None:
+    """``fit`` is one of FITS, and gbm's library is installed: refused before any work."""
+    if fit not in FITS:
+        raise InputError(f"regression: fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if fit == "gbm":
+        import importlib.util
+
+        if importlib.util.find_spec("sklearn") is None:
+            raise InputError("regression: fit 'gbm' needs scikit-learn "
+                             "(pip install 'taskpgm[gbm]')")
+
+
+def fit_boosted(weights: np.ndarray, y: np.ndarray, *, seed: int = 0) -> BoostedLaw:
+    """Gradient-boosted trees on the mixture weights (squared error, deterministic: no
+    early stopping or subsampling). Leaves hold at least a tenth of the runs, so a few
+    dozen runs still split."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    W, y = np.asarray(weights, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    model = HistGradientBoostingRegressor(
+        max_iter=200, learning_rate=0.05, max_leaf_nodes=8,
+        min_samples_leaf=max(2, len(y) // 10), early_stopping=False, random_state=seed)
+    return BoostedLaw(model.fit(W, y))
+
+
+def fit_law(weights: np.ndarray, y: np.ndarray, *, fit: str = "log-linear",
+            delta: float = 0.02, seed: int = 0):
+    """The ``fit`` law of one metric."""
+    if fit == "gbm":
+        return fit_boosted(weights, y, seed=seed)
+    return fit_log_linear(weights, y, delta=delta, seed=seed)
+
+
 def cross_validated_spearman(weights: np.ndarray, values: np.ndarray, *, folds: int = 5,
-                             seed: int = 0, delta: float = 0.02) -> list[float]:
+                             seed: int = 0, delta: float = 0.02,
+                             fit: str = "log-linear") -> list[float]:
     """Per metric: Spearman correlation between measured values and values predicted by
     a law fitted without them (k-fold over runs; NaN with fewer than 4 runs)."""
     from scipy.stats import spearmanr
@@ -281,7 +332,7 @@ def cross_validated_spearman(weights: np.ndarray, values: np.ndarray, *, folds: 
         for f in range(k):
             test = order[f::k]
             train = np.setdiff1d(order, test)
-            law = fit_log_linear(W[train], V[train, j], delta=delta, seed=seed)
+            law = fit_law(W[train], V[train, j], fit=fit, delta=delta, seed=seed)
             pred[test] = law.predict(W[test])
         rho = spearmanr(pred, V[:, j]).statistic
         out.append(float(rho) if np.isfinite(rho) else math.nan)
@@ -335,10 +386,30 @@ def minimise_laws(laws: Sequence[LogLinearLaw], prior: np.ndarray, *, kl: float 
     return best[1]
 
 
+def minimise_boosted(laws: Sequence[BoostedLaw], prior: np.ndarray, *, kl: float = 0.05,
+                     caps: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """RegMix's search: ``GBM_CANDIDATES`` mixtures drawn like the proxies (and the prior),
+    each scored by mean_k law_k(p) + kl KL(p || prior); the mean of the best
+    ``GBM_TOP``, held under the caps."""
+    prior = np.asarray(prior, dtype=np.float64)
+    prior = prior / prior.sum()
+    hi = None if caps is None else np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
+    if hi is not None and hi.sum() < 1 - 1e-9:
+        raise InputError(f"regression: the caps sum to {hi.sum():.4f} < 1; no mixture fits")
+    cand = np.vstack([design_runs(prior, GBM_CANDIDATES, seed=seed + 1, caps=hi),
+                      onto_capped_simplex(prior, hi)[None]])
+    pred = np.mean([law.predict(cand) for law in laws], axis=0)
+    safe = np.maximum(prior, 1e-12)
+    logs = np.log(np.maximum(cand, 1e-300) / safe)
+    score = pred + kl * np.sum(np.where(cand > 0, cand * logs, 0.0), axis=1)
+    best = np.argsort(score, kind="stable")[:GBM_TOP]
+    return onto_capped_simplex(cand[best].mean(axis=0), hi)
+
+
 @dataclass
 class RegressionFit:
     weights: np.ndarray
-    laws: dict[str, LogLinearLaw]
+    laws: dict[str, Any]  # LogLinearLaw, or BoostedLaw with fit="gbm"
     spearman: dict[str, float | None]  # cross-validated, per metric (None: not computable)
     n_runs: int
 
@@ -346,8 +417,9 @@ class RegressionFit:
 def regression_weights(runs: ProxyRuns, *, metrics: Sequence[str] | None = None,
                        prior: np.ndarray | None = None, kl: float = 0.05,
                        caps: np.ndarray | None = None, delta: float = 0.02,
-                       seed: int = 0) -> RegressionFit:
+                       seed: int = 0, fit: str = "log-linear") -> RegressionFit:
     """Fit every metric's law on all runs and minimise their mean (prior: uniform)."""
+    check_fit(fit)
     names = list(metrics) if metrics else list(runs.metrics)
     unknown = [m for m in names if m not in runs.metrics]
     if unknown:
@@ -359,7 +431,7 @@ def regression_weights(runs: ProxyRuns, *, metrics: Sequence[str] | None = None,
         raise InputError(f"regression: kl must be a finite number >= 0, got {kl}")
     cols = [runs.metrics.index(m) for m in names]
     for m, j in zip(names, cols, strict=True):
-        if (runs.values[:, j] <= 0).any():
+        if fit == "log-linear" and (runs.values[:, j] <= 0).any():
             raise InputError(f"regression: metric {m!r} has values <= 0; the law "
                              "exp(c) + exp(t.p) models a positive loss (lower is better): "
                              "use a loss, or e.g. 1 - accuracy")
@@ -367,10 +439,14 @@ def regression_weights(runs: ProxyRuns, *, metrics: Sequence[str] | None = None,
     prior = np.full(n, 1.0 / n) if prior is None else np.asarray(prior, dtype=np.float64)
     if prior.shape != (n,) or (prior < 0).any() or not prior.sum() > 0:
         raise InputError(f"regression: the prior must be {n} weights >= 0 with a positive sum")
-    laws = {m: fit_log_linear(runs.weights, runs.values[:, j], delta=delta, seed=seed)
+    laws = {m: fit_law(runs.weights, runs.values[:, j], fit=fit, delta=delta, seed=seed)
             for m, j in zip(names, cols, strict=True)}
-    rho = cross_validated_spearman(runs.weights, runs.values[:, cols], seed=seed, delta=delta)
-    w = minimise_laws(list(laws.values()), prior, kl=kl, caps=caps)
+    rho = cross_validated_spearman(runs.weights, runs.values[:, cols], seed=seed, delta=delta,
+                                   fit=fit)
+    if fit == "gbm":
+        w = minimise_boosted(list(laws.values()), prior, kl=kl, caps=caps, seed=seed)
+    else:
+        w = minimise_laws(list(laws.values()), prior, kl=kl, caps=caps)
     # JSON has no NaN: a correlation that cannot be computed (< 4 runs, constant
     # predictions) is None.
     spearman = {m: (float(r) if math.isfinite(r) else None)

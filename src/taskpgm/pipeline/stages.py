@@ -769,8 +769,24 @@ def _proxy_designs(ctx: PipelineContext, strategy: StrategyConfig):
     return train, sizes, caps, designs
 
 
+def proxies_payload(cfg: Config, st: StrategyConfig) -> dict[str, Any]:
+    """Everything a regression strategy's proxy models are made from."""
+    return {"runs": st.params.get("runs"), "sample": cfg.section("sample"),
+            "train": cfg.section("train"), "model": cfg.section("model"),
+            "mixture_max_epochs": cfg.mixture.max_epochs, "seed": cfg.run.seed}
+
+
+def proxy_owner(cfg: Config, st: StrategyConfig) -> str:
+    """The first regression strategy (in config order) whose proxies are made from the
+    same things as ``st``'s: it trains them, and every such strategy reads them."""
+    mine = proxies_payload(cfg, st)
+    return next(s.name for s in cfg.strategies
+                if s.method == "regression" and proxies_payload(cfg, s) == mine)
+
+
 def _proxy_model(ctx: PipelineContext, strategy: StrategyConfig, k: int) -> Path:
-    return ctx.paths.root / "proxies" / strategy.name / f"run{k:04d}" / "model"
+    owner = proxy_owner(ctx.cfg, strategy)
+    return ctx.paths.root / "proxies" / owner / f"run{k:04d}" / "model"
 
 
 def stage_regression_proxies(ctx: PipelineContext, strategy: StrategyConfig) -> None:
@@ -817,9 +833,10 @@ def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> 
     runs = ProxyRuns(list(models), train, designs, [f"loss:{t}" for t in targets], values)
     save_runs(ctx.paths.root / "runs" / strategy.name, runs)
     kl = float(_param(strategy, "kl", 0.05))
-    fit = regression_weights(runs, prior=sizes, kl=kl, caps=caps, seed=cfg.run.seed)
+    how = str(_param(strategy, "fit", "log-linear"))
+    fit = regression_weights(runs, prior=sizes, kl=kl, caps=caps, seed=cfg.run.seed, fit=how)
     mix = Mixture("regression", train, fit.weights,
-                  params={"strategy": strategy.name, "runs": len(designs), "kl": kl,
+                  params={"strategy": strategy.name, "runs": len(designs), "kl": kl, "fit": how,
                           "prior": "sizes", "validation": {"split": "probe", "tasks": targets}},
                   diagnostics={"proxy_trainings": len(designs), "cv_spearman": fit.spearman,
                                "cv_spearman_mean": mean_spearman(fit.spearman)})
@@ -1011,19 +1028,20 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
         outputs: tuple[str, ...] = (f"mixtures/{st.name}.json",)
         if st.method == "regression":
             # Its proxies are a stage of their own (resumable: finished proxies are kept),
-            # read only by what shapes them, so refitting (kl, targets) trains nothing.
-            stages.append(Stage(
-                f"proxies:{st.name}", _bind(stage_regression_proxies, ctx, st),
-                {"runs": st.params.get("runs"), "sample": cfg.section("sample"),
-                 "train": cfg.section("train"), "model": cfg.section("model"),
-                 "mixture_max_epochs": cfg.mixture.max_epochs, "seed": seed},
-                deps=("pool", "base"), outputs=(f"proxies/{st.name}",), resumable=True,
-                describe=_regression_note(ctx, st)))
+            # read only by what shapes them, so refitting (kl, targets, fit) trains nothing;
+            # regression strategies whose proxies would be identical share the first's.
+            owner = proxy_owner(cfg, st)
+            if owner == st.name:
+                stages.append(Stage(
+                    f"proxies:{st.name}", _bind(stage_regression_proxies, ctx, st),
+                    proxies_payload(cfg, st), deps=("pool", "base"),
+                    outputs=(f"proxies/{st.name}",), resumable=True,
+                    describe=_regression_note(ctx, st)))
             s_payload.update(model=cfg.section("model"),
                              mixture_max_epochs=cfg.mixture.max_epochs,
                              max_batch_tokens=cfg.evaluate.max_batch_tokens,
                              evaluate_split=cfg.evaluate.split)
-            s_deps = (f"proxies:{st.name}",)
+            s_deps = (f"proxies:{owner}",)
             make_mixture = stage_regression_mixture
             outputs = (*outputs, f"runs/{st.name}")
         note = None

@@ -401,4 +401,5 @@ def test_two_regression_strategies_with_the_same_proxies_train_them_once(tmp_pat
     # Both fits read the same proxy runs; the gbm one says how it fitted.
     assert (root / "runs" / "reg" / "ratios.csv").read_bytes() == \
         (root / "runs" / "reg-gbm" / "ratios.csv").read_bytes()
-    assert Mixture.load(root / "mixtures" / "reg-gbm.json").params["fit"] == "gbm"
+    gbm = Mixture.load(root / "mixtures" / "reg-gbm.json")
+    assert gbm.params["fit"] == "gbm" and gbm.params["proxies"] == "reg"

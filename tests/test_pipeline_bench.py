@@ -144,3 +144,22 @@ def test_quality_add_refuses_a_bad_candidate_before_any_run(tmp_path, add, messa
                          timeout=120, check=False)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "q").exists()
+
+
+def test_training_costs_count_shared_proxies_once(tmp_path):
+    from taskpgm.bench.quality import training_costs
+    from taskpgm.mixture.record import Mixture
+
+    root = tmp_path / "seed0"
+    (root / "mixtures").mkdir(parents=True)
+    for name, params in [("uniform", {}),
+                         ("reg", {"runs": 22, "proxies": "reg"}),
+                         ("reg-gbm", {"runs": 22, "proxies": "reg", "fit": "gbm"})]:
+        method = "uniform" if name == "uniform" else "regression"
+        Mixture(method, ["a", "b"], [0.5, 0.5], params=params,
+                diagnostics={"cv_spearman_mean": 0.4} if method == "regression" else {}
+                ).save(root / "mixtures" / f"{name}.json")
+    costs = training_costs({0: root}, ["uniform", "reg", "reg-gbm"])
+    assert costs["uniform"]["trainings"] == "1" and costs["reg"]["trainings"] == "23"
+    assert costs["reg-gbm"]["trainings"] == "1 + 22 shared with reg"
+    assert costs["reg-gbm"]["cv_spearman"] == 0.4

@@ -198,7 +198,8 @@ def group_mass_summary(roots: dict[int, Path], strategies: list[str]) -> dict[st
 
 def training_costs(roots: dict[int, Path], strategies: list[str]) -> dict[str, Any]:
     """Per strategy: proxy trainings it needs (1: its own model; auto: its candidates',
-    trained anyway; regression: its proxies + its own) and, for regression, the mean
+    trained anyway; regression: its proxies + its own, or its own alone where another
+    regression strategy trained the same proxies) and, for regression, the mean
     over seeds of its fit's held-out rank correlation."""
     out: dict[str, Any] = {}
     for name in strategies:
@@ -207,7 +208,9 @@ def training_costs(roots: dict[int, Path], strategies: list[str]) -> dict[str, A
         if m.method == "auto":
             cost = f"{len(m.params.get('candidates', []))} (shared)"
         elif m.method == "regression":
-            cost = f"{int(m.params.get('runs', 0)) + 1}"
+            owner = m.params.get("proxies", name)
+            runs = int(m.params.get("runs", 0))
+            cost = f"{runs + 1}" if owner == name else f"1 + {runs} shared with {owner}"
         else:
             cost = "1"
         rho = [x.diagnostics.get("cv_spearman_mean") for x in mixes]

@@ -837,6 +837,7 @@ def stage_regression_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> 
     fit = regression_weights(runs, prior=sizes, kl=kl, caps=caps, seed=cfg.run.seed, fit=how)
     mix = Mixture("regression", train, fit.weights,
                   params={"strategy": strategy.name, "runs": len(designs), "kl": kl, "fit": how,
+                          "proxies": proxy_owner(cfg, strategy),
                           "prior": "sizes", "validation": {"split": "probe", "tasks": targets}},
                   diagnostics={"proxy_trainings": len(designs), "cv_spearman": fit.spearman,
                                "cv_spearman_mean": mean_spearman(fit.spearman)})

@@ -150,3 +150,13 @@ def test_adaptive_pairs_picks_unscored_pairs_where_halves_disagree():
     rows = completion_curve(m, fractions=(0.5,), strategy="adaptive", seed=0)
     assert rows[0]["scored_fraction"] == pytest.approx(0.5, abs=0.01)
     assert rows[0]["pearson"] > 0.9
+
+
+def test_the_completion_error_falls_back_to_the_spread_when_nothing_can_be_hidden():
+    from taskpgm.affinity.compute import completion_m_error
+
+    m = np.array([[0.0, -1.0, np.nan], [-3.0, 0.0, np.nan], [np.nan, np.nan, 0.0]])
+    measured = np.isfinite(m)
+    value, source = completion_m_error({}, m, measured)
+    assert value == pytest.approx(1.0) and source.startswith("spread")  # std of -1, -3
+    assert completion_m_error({"m_rmse": 0.2}, m, measured) == (0.2, "leave-some-out")

@@ -53,10 +53,12 @@ def test_sample_mask_keeps_its_pairs_when_the_pool_changes(n, fraction, strategy
     pos = {t: i for i, t in enumerate(after_names)}
     old = [(e, t) for e in kept for t in kept if e != t and before[names.index(e), names.index(t)]]
     still = sum(after[pos[e], pos[t]] for e, t in old)
-    assert still >= 0.9 * len(old)
+    # (balanced loses the most: a changed share per row moves its row/column split; the
+    # worst of 300 random draws here was 0.88 at 40-80 tasks, 0.95 above.)
+    assert still >= 0.85 * len(old)
     # Keyed by positions instead (no names), about `fraction` of them would be kept.
     shuffled = sample_mask(len(after_names), fraction, seed=seed, strategy=strategy)
-    assert sum(shuffled[pos[e], pos[t]] for e, t in old) < 0.9 * len(old)
+    assert sum(shuffled[pos[e], pos[t]] for e, t in old) < 0.85 * len(old)
 
 
 def test_sample_mask_names_must_match_and_be_distinct():

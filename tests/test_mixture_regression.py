@@ -384,8 +384,9 @@ def test_two_regression_strategies_with_the_same_proxies_train_them_once(tmp_pat
         {"name": "reg-gbm", "method": "regression", "params": {"runs": 3, "fit": "gbm"}},
         {"name": "reg-more", "method": "regression", "params": {"runs": 4}}],
         experts_steps=2, budget=120, train_steps=3, max_examples=10)
-    stages = {it.stage.name for it in plan_pipeline(cfg)}
-    assert {"proxies:reg", "proxies:reg-more"} <= stages and "proxies:reg-gbm" not in stages
+    plan = {it.stage.name: it for it in plan_pipeline(cfg)}
+    assert {"proxies:reg", "proxies:reg-more"} <= set(plan) and "proxies:reg-gbm" not in plan
+    assert "fits on the proxies of 'reg'" in plan["mixture:reg-gbm"].reason
     real, trained = train_mod.train_model, []
 
     def counting(base, data, out, **kw):

@@ -1051,6 +1051,9 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
             note = (lambda _up, n=n_cands: f"auto: chooses among {n} strategies' trained "
                     f"models by validation loss (their {n} trainings are their own stages; "
                     "it takes the chosen model over: no extra training)")
+        elif st.method == "regression" and owner != st.name:
+            note = (lambda _up, o=owner: f"regression: fits on the proxies of {o!r} "
+                    "(the same designs and training: trained once)")
         stages.append(Stage(f"mixture:{st.name}", _bind(make_mixture, ctx, st),
                             s_payload, deps=s_deps, outputs=outputs, describe=note))
         stages.append(Stage(f"data:{st.name}", _bind(stage_data, ctx, st.name),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from taskpgm.affinity import compute_affinity, pmi_from_means
@@ -40,6 +40,7 @@ def test_sample_mask_size_and_diagonal(n, fraction, strategy, seed):
 @given(st.integers(40, 120), st.sampled_from([0.2, 0.3, 0.5]),
        st.sampled_from(["random", "balanced", "pairs"]), st.integers(0, 1000),
        st.integers(1, 8), st.integers(0, 8))
+@example(n=40, fraction=0.2, strategy="balanced", seed=254, added=8, removed=8)
 def test_sample_mask_keeps_its_pairs_when_the_pool_changes(n, fraction, strategy, seed,
                                                           added, removed):
     """Pairs are keyed by names: a pool that gains and loses a few tasks (and is
@@ -53,12 +54,14 @@ def test_sample_mask_keeps_its_pairs_when_the_pool_changes(n, fraction, strategy
     pos = {t: i for i, t in enumerate(after_names)}
     old = [(e, t) for e in kept for t in kept if e != t and before[names.index(e), names.index(t)]]
     still = sum(after[pos[e], pos[t]] for e, t in old)
-    # (balanced loses the most: a changed share per row moves its row/column split; the
-    # worst of 300 random draws here was 0.88 at 40-80 tasks, 0.95 above.)
-    assert still >= 0.85 * len(old)
+    # balanced loses the most: a changed share per row moves its row/column split (0.80
+    # at 40 tasks, 8 added and 8 removed, at 20%; 0.95 or more above 80 tasks); random
+    # and pairs kept 0.94 or more in 300 random draws.
+    least = 0.75 if strategy == "balanced" else 0.85
+    assert still >= least * len(old)
     # Keyed by positions instead (no names), about `fraction` of them would be kept.
     shuffled = sample_mask(len(after_names), fraction, seed=seed, strategy=strategy)
-    assert sum(shuffled[pos[e], pos[t]] for e, t in old) < 0.85 * len(old)
+    assert sum(shuffled[pos[e], pos[t]] for e, t in old) < least * len(old)
 
 
 def test_sample_mask_names_must_match_and_be_distinct():
@@ -104,7 +107,8 @@ def test_compute_affinity_with_missing_pairs_and_complete():
     assert np.corrcoef(aff.matrix[iu], full[iu])[0, 1] > 0.9
 
 
-def test_bootstrap_under_completion_keeps_measured_intervals_and_widens_estimated_ones():
+def test_bootstrap_under_completion_keeps_measured_intervals_and_widens_estimated_ones(
+        monkeypatch):
     from scipy.stats import norm
 
     m = low_rank_means(25, rank=2, seed=3)
@@ -135,6 +139,15 @@ def test_bootstrap_under_completion_keeps_measured_intervals_and_widens_estimate
     est = k > 0
     covered = (full.matrix >= aff.lower) & (full.matrix <= aff.upper)
     assert covered[est].mean() >= 0.85
+    # The bootstrap part alone is about as wide as with every pair scored: an estimated
+    # pair moves with its task's resample (held still, its gap carried the whole spread
+    # of the task's own mean: 3.5x as wide here).
+    from taskpgm.affinity import compute
+
+    monkeypatch.setattr(compute, "widen_for_completion", lambda m, lo, hi, *a: (lo, hi))
+    boot = compute_affinity(table, complete=True, bootstrap=30, seed=0)
+    width = (boot.upper - boot.lower)[est].mean()
+    assert width <= 1.5 * (full.upper - full.lower)[est].mean()
 
 
 def test_completion_needs_the_diagonal():

@@ -85,7 +85,9 @@ def sample_mask(n: int, fraction: float, seed: int = 0, strategy: str = "random"
     ``per_row // 2`` (+1 for some) smallest-key tasks, then each task its
     ``per_row - per_row // 2`` smallest-key experts among the rest, so every expert and
     every task gets about half the average share or more (near ``fraction`` 1, a task
-    short of unscored experts leaves its share to the smallest keys overall).
+    short of unscored experts leaves its share to the smallest keys overall). With one
+    pair per row on average, the row half is empty and only tasks are anchored: some
+    experts then have no off-diagonal pair at all.
     ``pairs`` takes unordered task pairs by a symmetric key and scores both directions (A
     on B and B on A), so a pair's PMI is either fully scored or fully estimated.
     """

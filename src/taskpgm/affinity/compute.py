@@ -67,6 +67,23 @@ def completion_m_error(estimated_error: dict, means: np.ndarray,
     return spread, "spread of the measured means (too few pairs to hide)"
 
 
+def _column_shift(replicates: np.ndarray, means: np.ndarray,
+                  estimated: np.ndarray) -> np.ndarray:
+    """[B, tasks]: how far each replicate's resample of a task's probe examples moves the
+    measured off-diagonal means on that task, on average.
+
+    A replicate resamples a task's examples once for every expert, so a measured gap
+    M_et - M_tt keeps its pairing and example difficulty cancels. An estimated M_et must
+    move with that shared shift too (the completion's task effect would refit to it);
+    held still, its gap would carry the whole spread of M_tt. Its own estimation error is
+    added separately (:func:`widen_for_completion`)."""
+    off = ~estimated & ~np.eye(*estimated.shape, dtype=bool)
+    delta = np.where(off[None], replicates - means[None], 0.0)
+    count = off.sum(axis=0)
+    return np.divide(delta.sum(axis=1), count, out=np.zeros(delta.shape[::2]),
+                     where=count > 0)
+
+
 def widen_for_completion(matrix: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                          estimated: np.ndarray, m_error: float,
                          level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -182,10 +199,10 @@ def compute_affinity(
         if ms.replicates is not None:
             replicates = ms.replicates
             if estimated is not None:
-                # Resampling the probe examples moves only what was measured; an
-                # estimated pair stays at its estimate and its error is added below.
-                replicates = means[None] + np.where(estimated[None],
-                                                    0.0, ms.replicates - means[None])
+                replicates = np.where(estimated[None],
+                                      means[None] + _column_shift(ms.replicates, means,
+                                                                  estimated)[:, None, :],
+                                      ms.replicates)
             lower, upper = percentile_interval(pmi_from_means(replicates), level)
             prov["interval_level"] = level
             if estimated is not None:

@@ -144,7 +144,7 @@ def fit(
                                "cv_spearman_mean": mean_spearman(res.spearman),
                                "laws": laws})
     _print_mixture(mix, 20)
-    if res.n_runs < len(runs.tasks) + 2:
+    if fit_kind == "log-linear" and res.n_runs < len(runs.tasks) + 2:
         console.print(f"warning: {res.n_runs} runs for {len(runs.tasks) + 1} parameters per "
                       "law: the fit is underdetermined (RegMix uses 4-8x the number of tasks)")
     for m, rho in res.spearman.items():

@@ -396,7 +396,8 @@ def minimise_boosted(laws: Sequence[BoostedLaw], prior: np.ndarray, *, kl: float
     hi = None if caps is None else np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
     if hi is not None and hi.sum() < 1 - 1e-9:
         raise InputError(f"regression: the caps sum to {hi.sum():.4f} < 1; no mixture fits")
-    cand = np.vstack([design_runs(prior, GBM_CANDIDATES, seed=seed + 1, caps=hi),
+    # No floor: unlike the proxies, a candidate may leave a harmful task out entirely.
+    cand = np.vstack([design_runs(prior, GBM_CANDIDATES, seed=seed + 1, floor=0.0, caps=hi),
                       onto_capped_simplex(prior, hi)[None]])
     pred = np.mean([law.predict(cand) for law in laws], axis=0)
     safe = np.maximum(prior, 1e-12)

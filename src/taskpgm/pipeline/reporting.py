@@ -290,8 +290,10 @@ def check_partial_scoring_settled(main: Mixture) -> Check:
     detail = (f"the mixture moves by L1 {l1:.3f} when solved from half the scored pairs "
               f"(warn above {SPLIT_HALF_WARN})")
     if l1 > SPLIT_HALF_WARN:
-        detail += ("; score a larger scoring.fraction, or use mixture.kernel: shift, which "
-                   "completion errors move about ten times less (docs/config.md)")
+        detail += "; score a larger scoring.fraction"
+        if main.params.get("kernel") != "shift":
+            detail += (", or use mixture.kernel: shift, which completion errors move about "
+                       "ten times less (docs/config.md)")
     return Check(name, bool(l1 <= SPLIT_HALF_WARN), detail)
 
 

@@ -722,6 +722,11 @@ def regression_runs(ctx: PipelineContext, strategy: StrategyConfig) -> int:
     return int(strategy.params.get("runs") or 4 * len(ctx.train_task_names()))
 
 
+def _fit_words(st: StrategyConfig) -> str:
+    return ("gradient-boosted trees" if st.params.get("fit") == "gbm"
+            else "the log-linear law")
+
+
 def _regression_note(ctx: PipelineContext, st: StrategyConfig) -> Callable[[set[str]], str]:
     def note(_upstream: set[str]) -> str:
         if st.params.get("runs"):
@@ -730,9 +735,9 @@ def _regression_note(ctx: PipelineContext, st: StrategyConfig) -> Callable[[set[
             n = regression_runs(ctx, st)
         else:  # before the pool stage has run: the count follows from the pool
             return ("regression: trains 4 proxy models per training task (each like one "
-                    "strategy's training), then fits and minimises the log-linear law")
+                    f"strategy's training), then fits and minimises {_fit_words(st)}")
         return (f"regression: trains {n} proxy models ({_proxy_time(ctx, n)}; a resume keeps "
-                "the finished ones), then fits and minimises the log-linear law")
+                f"the finished ones), then fits and minimises {_fit_words(st)}")
     return note
 
 
@@ -778,10 +783,11 @@ def proxies_payload(cfg: Config, st: StrategyConfig) -> dict[str, Any]:
 
 def proxy_owner(cfg: Config, st: StrategyConfig) -> str:
     """The first regression strategy (in config order) whose proxies are made from the
-    same things as ``st``'s: it trains them, and every such strategy reads them."""
+    same things as ``st``'s: it trains them, and every such strategy reads them. (Keyed
+    by name: removing or renaming the owner makes the next one train them again.)"""
     mine = proxies_payload(cfg, st)
-    return next(s.name for s in cfg.strategies
-                if s.method == "regression" and proxies_payload(cfg, s) == mine)
+    return next((s.name for s in cfg.strategies
+                 if s.method == "regression" and proxies_payload(cfg, s) == mine), st.name)
 
 
 def _proxy_model(ctx: PipelineContext, strategy: StrategyConfig, k: int) -> Path:

@@ -996,8 +996,9 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
                         # always owned, so a run switched to full scoring removes it.
                         deps=("scores",), outputs=("affinity.npz", "affinity_half.npz"),
                         optional_outputs=("affinity_half.npz",),
-                        # 2: partial scoring also writes the split-half affinity
-                        version=2 if cfg.scoring.fraction < 1 else 1))
+                        # 2: partial scoring also writes the split-half affinity; 3: an
+                        # estimated pair moves with its task's bootstrap resample
+                        version=3 if cfg.scoring.fraction < 1 else 1))
     uses_target = _uses_target_utilities(cfg)
     mix_deps: tuple[str, ...] = ("affinity",)
     if uses_target:

@@ -140,3 +140,18 @@ def test_a_fraction_too_small_to_complete_is_refused_before_the_experts(tmp_path
     assert "scoring.fraction 0.2 plans 1 of the 30 off-diagonal" in err
     assert "use scoring.fraction >= 0.27" in err
     assert not (tmp_path / "run" / "experts").exists()
+
+
+def test_the_split_half_drops_whole_task_pairs_under_pairs_sampling():
+    from taskpgm.pipeline.stages import split_half_dropped
+
+    names = [f"t{i}" for i in range(8)]
+    scored = [(a, b) for a in names for b in names if a < b]
+    scored = sorted(scored + [(b, a) for a, b in scored])
+    dropped = split_half_dropped(scored, "pairs", seed=3)
+    assert len(dropped) == len(scored) // 2
+    assert all((b, a) in dropped for a, b in dropped)  # both directions together
+    directed = split_half_dropped(scored, "balanced", seed=3)
+    assert len(directed) == len(scored) // 2
+    assert any((b, a) not in directed for a, b in directed)  # pair by pair otherwise
+    assert dropped == split_half_dropped(scored, "pairs", seed=3)  # seeded

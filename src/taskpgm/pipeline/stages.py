@@ -496,14 +496,27 @@ def split_half_affinity(ctx: PipelineContext, table, unscored: list[tuple[str, s
     train = ctx.train_task_names()
     missing = set(unscored)
     scored = [(e, t) for e in train for t in train if e != t and (e, t) not in missing]
-    rng = np.random.default_rng([ctx.cfg.run.seed, 2])  # not the completion's own draws
-    if len(scored) - len(scored) // 2 < SPLIT_HALF_MIN:
+    dropped = split_half_dropped(scored, ctx.cfg.scoring.sampling, ctx.cfg.run.seed)
+    if len(scored) - len(dropped) < SPLIT_HALF_MIN:
         return None
-    dropped = [scored[i] for i in np.sort(rng.permutation(len(scored))[: len(scored) // 2])]
     half = compute_affinity(table.without(dropped), metric=a.metric, normalize=a.normalize,
                             bootstrap=a.bootstrap, seed=ctx.cfg.run.seed, complete=True)
     half.provenance["split_half"] = {"dropped_pairs": len(dropped), "of_scored": len(scored)}
     return half
+
+
+def split_half_dropped(scored: list[tuple[str, str]], sampling: str,
+                       seed: int) -> list[tuple[str, str]]:
+    """A seeded half of the scored (expert, task) pairs, drawn in the design's own units:
+    under ``pairs`` sampling both directions of a task pair go together, as they were
+    scored; otherwise pair by pair."""
+    rng = np.random.default_rng([seed, 2])  # not the completion's own draws
+    if sampling == "pairs":
+        units = sorted({tuple(sorted(p)) for p in scored})
+        keep = set(scored)
+        chosen = [units[i] for i in rng.permutation(len(units))[: len(units) // 2]]
+        return sorted(q for a, b in chosen for q in ((a, b), (b, a)) if q in keep)
+    return [scored[i] for i in np.sort(rng.permutation(len(scored))[: len(scored) // 2])]
 
 
 def stage_utilities(ctx: PipelineContext) -> None:

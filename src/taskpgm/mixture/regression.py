@@ -166,6 +166,14 @@ def save_runs(folder: str | Path, runs: ProxyRuns, *, with_metrics: bool = True)
 
 # -- designing proxy runs -----------------------------------------------------------------
 
+def checked_caps(caps) -> np.ndarray:
+    """Per-task caps (each at most 1) that leave room for a mixture: they sum to >= 1."""
+    caps = np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
+    if caps.sum() < 1 - 1e-9:
+        raise InputError(f"the caps sum to {caps.sum():.4f} < 1; no mixture fits them")
+    return caps
+
+
 def onto_capped_simplex(w: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
     """``w`` (>= 0, any sum) rescaled onto the simplex with every weight at most its cap:
     capped weights are fixed at their caps and the rest rescaled over what is left,
@@ -174,9 +182,7 @@ def onto_capped_simplex(w: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
     w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
     if caps is None:
         return w
-    caps = np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
-    if caps.sum() < 1 - 1e-9:
-        raise InputError(f"the caps sum to {caps.sum():.4f} < 1; no mixture fits them")
+    caps = checked_caps(caps)
     fixed = np.zeros(len(w), dtype=bool)
     for _ in range(len(w)):
         free = ~fixed
@@ -350,9 +356,7 @@ def minimise_laws(laws: Sequence[LogLinearLaw], prior: np.ndarray, *, kl: float 
     prior = prior / prior.sum()
     n = len(prior)
     T = np.stack([law.t for law in laws])  # [m, n]
-    hi = np.ones(n) if caps is None else np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
-    if hi.sum() < 1 - 1e-9:
-        raise InputError(f"regression: the caps sum to {hi.sum():.4f} < 1; no mixture fits")
+    hi = np.ones(n) if caps is None else checked_caps(caps)
     eps = 1e-12
     safe_prior = np.maximum(prior, eps)
 
@@ -393,9 +397,7 @@ def minimise_boosted(laws: Sequence[BoostedLaw], prior: np.ndarray, *, kl: float
     ``GBM_TOP``, held under the caps."""
     prior = np.asarray(prior, dtype=np.float64)
     prior = prior / prior.sum()
-    hi = None if caps is None else np.minimum(np.asarray(caps, dtype=np.float64), 1.0)
-    if hi is not None and hi.sum() < 1 - 1e-9:
-        raise InputError(f"regression: the caps sum to {hi.sum():.4f} < 1; no mixture fits")
+    hi = None if caps is None else checked_caps(caps)
     # No floor: unlike the proxies, a candidate may leave a harmful task out entirely.
     cand = np.vstack([design_runs(prior, GBM_CANDIDATES, seed=seed + 1, floor=0.0, caps=hi),
                       onto_capped_simplex(prior, hi)[None]])

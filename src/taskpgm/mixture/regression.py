@@ -288,7 +288,7 @@ class BoostedLaw:
 
 def check_fit(fit: str) -> None:
     """``fit`` is one of FITS, and gbm's library is installed: refused before any work."""
-    if fit not in FITS:
+    if not isinstance(fit, str) or fit not in FITS:
         raise InputError(f"regression: fit must be one of {', '.join(FITS)}, got {fit!r}")
     if fit == "gbm":
         import importlib.util

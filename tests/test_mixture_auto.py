@@ -24,16 +24,54 @@ def test_loss_is_the_mean_over_tasks_of_each_tasks_loss_per_token():
     # not the pooled (2 + 12 + 2) / 6 = 2.67: every task counts once, as in evaluation.
     scores = {"a": _scores([2.0, 4.0], [1, 3]), "b": _scores([1.0, 1.0], [1, 1])}
     assert np.allclose(task_losses(scores), [3.5, 1.0])
-    sel = select({"only": scores}, reference=None)
+    sel = select({"only": scores}, reference=None, rule="lowest")
     assert sel.chosen == "only" and np.isclose(sel.losses["only"], 2.25)
 
 
 def test_the_lowest_validation_loss_wins_and_ties_go_to_the_earlier_candidate():
     a = {"t": _scores([1.0, 2.0], [1, 1])}
     b = {"t": _scores([0.5, 2.0], [1, 1])}
-    assert select({"uniform": a, "b": b}).chosen == "b"
-    assert select({"uniform": a, "same": a}).chosen == "uniform"
-    assert select({"same": a, "uniform": a}).chosen == "same"
+    assert select({"uniform": a, "b": b}, rule="lowest").chosen == "b"
+    assert select({"uniform": a, "same": a}, rule="lowest").chosen == "uniform"
+    assert select({"same": a, "uniform": a}, rule="lowest").chosen == "same"
+
+
+def _noisy(base, shift, spread):
+    # Per-example differences to base alternate +-spread around shift: the mean margin is
+    # exactly shift, its sampling noise about spread / sqrt(n).
+    signs = np.resize([1.0, -1.0], base.size)
+    return {"t": _scores(list(base + shift + spread * signs), [1] * base.size)}
+
+
+def test_clear_leaves_uniform_only_on_a_margin_beyond_the_validation_noise():
+    base = np.random.default_rng(0).uniform(1.0, 3.0, size=200)
+    ref = {"t": _scores(list(base), [1] * 200)}
+    # "slight" is lowest on average but within noise; "clear" is better beyond it.
+    slight, clear = _noisy(base, -0.06, 1.5), _noisy(base, -0.05, 0.05)
+    sel = select({"uniform": ref, "slight": slight, "clear": clear}, bootstrap=500)
+    assert sel.losses["slight"] < sel.losses["clear"] < sel.losses["uniform"]
+    assert sel.margins["slight"][1] < 0 < sel.margins["slight"][2]
+    assert sel.margins["clear"][2] < 0
+    assert (sel.chosen, sel.fell_back, sel.rule) == ("clear", False, "clear")
+    # The lowest rule takes the coin flip.
+    assert select({"uniform": ref, "slight": slight, "clear": clear}, bootstrap=500,
+                  rule="lowest").chosen == "slight"
+    # Nothing beats uniform beyond noise: uniform stays, wherever it is in the order.
+    sel = select({"slight": slight, "uniform": ref}, bootstrap=500)
+    assert (sel.chosen, sel.fell_back) == ("uniform", True)
+    # Of two clear winners, the lower loss.
+    clearer = _noisy(base, -0.2, 0.05)
+    assert select({"uniform": ref, "clear": clear, "clearer": clearer},
+                  bootstrap=500).chosen == "clearer"
+
+
+def test_clear_needs_a_uniform_candidate_and_rules_are_checked():
+    a = {"t": _scores([1.0, 2.0], [1, 1])}
+    with pytest.raises(InputError, match="no uniform candidate|there is none"):
+        select({"x": a, "y": a}, reference=None)
+    with pytest.raises(InputError, match="unknown rule 'best'"):
+        select({"uniform": a, "y": a}, rule="best")
+    assert select({"x": a, "y": a}, reference=None, rule="lowest").chosen == "x"
 
 
 @settings(max_examples=25, deadline=None)
@@ -83,6 +121,9 @@ def test_config_checks_auto_before_any_work():
 
     # Default candidates: neither random, nor replicates, nor auto itself.
     assert auto_candidates(ok, ok.strategy("a")) == ["uniform", "t"]
+    # Without uniform among them, only the lowest rule can choose.
+    _cfg([{"name": "a", "method": "auto", "params": {"rule": "lowest"}},
+          {"name": "s", "method": "size"}])
     for strategies, extra, msg in [
         ([{"name": "a", "method": "auto", "params": {"candidates": ["nope"]}}, uni], {},
          r"strategies\[0\].params.candidates .*no strategy named 'nope'"),
@@ -95,6 +136,12 @@ def test_config_checks_auto_before_any_work():
         ([{"name": "a", "method": "auto"}], {}, "no other strategy to choose among"),
         ([{"name": "a", "method": "auto"}, uni], {"evaluate": {"split": "probe"}},
          "evaluate.split cannot be 'probe'"),
+        ([{"name": "a", "method": "auto", "params": {"rule": "Clear"}}, uni], {},
+         r"strategies\[0\].params.rule .*choose one of clear, lowest"),
+        ([{"name": "a", "method": "auto"}, {"name": "s", "method": "size"}], {},
+         "a strategy of method 'uniform' must be a candidate"),
+        ([{"name": "a", "method": "auto", "params": {"candidates": ["s"]}}, uni,
+          {"name": "s", "method": "size"}], {}, "must be a candidate"),
     ]:
         with pytest.raises(ConfigError, match=msg):
             _cfg(strategies, **extra)
@@ -133,7 +180,12 @@ def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path, monk
     mix = Mixture.load(root / "mixtures" / "best.json")
     losses = mix.diagnostics["validation_loss"]
     assert set(losses) == {"uniform", "size", "fb"}
-    assert mix.params["chosen"] == min(losses, key=losses.get)
+    # The default rule (D37): the lowest loss among clear winners over uniform, else uniform.
+    margins = mix.diagnostics["margin_to_reference"]
+    clear = [n for n in ("size", "fb") if margins[n]["high"] < 0]
+    assert mix.params["rule"] == "clear"
+    assert mix.params["chosen"] == (min(clear, key=losses.get) if clear else "uniform")
+    assert mix.diagnostics["fell_back"] == (not clear)
     chosen = Mixture.load(root / "mixtures" / f"{mix.params['chosen']}.json")
     assert chosen.tasks == mix.tasks and np.array_equal(chosen.weights, mix.weights)
     # The margins are to uniform, and uniform has none to itself.

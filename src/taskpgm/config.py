@@ -473,7 +473,8 @@ _PIPELINE_PARAMS: dict[str, dict[str, str]] = {
     "mixmin": {"targets": "targets"},
     "dirichlet": {"alpha": "number>0", "draw": "int>=0"},
     # auto (D19): which of the run's strategies it chooses among, on which tasks' probe split.
-    "auto": {"candidates": "names", "targets": "targets", "r_path": "r_values"},
+    "auto": {"candidates": "names", "targets": "targets", "r_path": "r_values",
+             "rule": "auto_rule"},
     "regression": {"runs": "int>=0", "kl": "number>=0", "targets": "targets", "fit": "fit"},
 }
 # Every strategy may be replicated: same mixture, other sampling/training seeds.
@@ -543,6 +544,13 @@ def _check_strategy_params(st: StrategyConfig, index: int,
                 check_fit(value)
             except InputError as exc:
                 raise fail(key, str(exc).removeprefix("regression: ")) from None
+            continue
+        if kind == "auto_rule":
+            from taskpgm.mixture.auto import RULES
+
+            if value not in RULES:
+                raise fail(key, f"choose one of {', '.join(RULES)} (clear: leave uniform only "
+                                f"on a clear validation margin), got {value!r}")
             continue
         if kind == "names":
             if not (isinstance(value, list) and value and all(isinstance(x, str) for x in value)):
@@ -807,18 +815,23 @@ class Config(_Section):
     def _check_auto(self, index: int, st: StrategyConfig) -> None:
         where = f"strategies[{index}].params.candidates (strategy {st.name!r})"
         names = st.params.get("candidates")
+        by_name = {s.name: s for s in self.strategies}
         if names is None:
             if not auto_candidates(self, st):
                 raise ValueError(f"{where}: the run has no other strategy to choose among")
-            return
-        by_name = {s.name: s for s in self.strategies}
-        for n in names:
-            if n not in by_name:
-                raise ValueError(f"{where}: no strategy named {n!r} in this config")
-            if by_name[n].method == "auto":
-                raise ValueError(f"{where}: {n!r} is itself an auto strategy")
-        if len(set(names)) != len(names):
-            raise ValueError(f"{where}: a candidate is named twice")
+        else:
+            for n in names:
+                if n not in by_name:
+                    raise ValueError(f"{where}: no strategy named {n!r} in this config")
+                if by_name[n].method == "auto":
+                    raise ValueError(f"{where}: {n!r} is itself an auto strategy")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{where}: a candidate is named twice")
+        if st.params.get("rule", "clear") == "clear" and not any(
+                by_name[n].method == "uniform" for n in auto_candidates(self, st)):
+            raise ValueError(f"{where}: the rule 'clear' (the default) leaves uniform only on "
+                             "a clear validation margin, so a strategy of method 'uniform' "
+                             "must be a candidate; add one, or set params.rule: lowest")
 
     # -- helpers ------------------------------------------------------------------------
     def section(self, dotted: str) -> Any:
@@ -929,7 +942,7 @@ def annotated_yaml(cfg: Config | None = None) -> str:
             lines.append(f"# {field.description}")
             lines.append(f"# Each: name, method ({', '.join(METHODS)}), params.")
             lines.append("# given: params {weights: FILE}; mixmin: params {targets: heldout | "
-                         "[names]}; auto: params {candidates: [names], r_path: [r_rel, ...]}")
+                         "[names]}; auto: params {candidates: [names], r_path: [r_rel, ...], rule: clear|lowest}")
             lines.append("# chooses among the run's strategies by validation loss; regression: "
                          "params {runs: N, kl: 0.05} trains N proxies (docs/config.md);")
             lines.append("# any method: params {replicate: k} draws and trains the same mixture "

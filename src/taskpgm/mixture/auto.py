@@ -3,10 +3,15 @@
 Every candidate's proxy model has been scored on the same validation examples: per task,
 the summed log-probability of each example's response and its number of response tokens.
 A model's validation loss is the mean over tasks of each task's loss per token (every task
-counts once, as in the evaluation). The candidate with the lowest loss wins; ties go to the
-earlier candidate. Each candidate's margin to a reference (``uniform``) comes with a paired
-bootstrap interval over validation examples (resampled within each task, the same draw for
-both models), so the report can say how clear the choice was.
+counts once, as in the evaluation). Each candidate's margin to a reference (``uniform``)
+comes with a paired bootstrap interval over validation examples (resampled within each
+task, the same draw for both models).
+
+Two rules choose (D37). ``clear`` (the default): among the candidates whose whole interval
+lies below zero (validation says they beat the reference beyond its own sampling noise),
+the lowest loss; if there is none, the reference itself, so a run whose validation cannot
+tell the mixtures apart keeps uniform rather than a coin-flip winner. ``lowest`` (D19):
+the lowest loss, whatever its margin. Ties go to the earlier candidate.
 
 Only numpy: the pipeline (taskpgm.pipeline.stages) does the scoring.
 """
@@ -25,6 +30,9 @@ from taskpgm.errors import InputError
 TaskScores = tuple[np.ndarray, np.ndarray]
 
 BOOTSTRAP = 2000
+# How auto chooses (D37): "clear" departs from the reference only on a clear validation
+# margin; "lowest" takes the lowest validation loss (D19).
+RULES: tuple[str, ...] = ("clear", "lowest")
 
 
 @dataclass
@@ -34,6 +42,9 @@ class Selection:
     # candidate -> (mean margin to the reference, low, high): negative = better
     margins: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     reference: str | None = None
+    rule: str = "lowest"
+    # Under "clear": no candidate beat the reference beyond noise, so the reference won.
+    fell_back: bool = False
 
 
 def task_losses(scores: Mapping[str, TaskScores], idx: Mapping[str, np.ndarray] | None = None
@@ -55,12 +66,19 @@ def task_losses(scores: Mapping[str, TaskScores], idx: Mapping[str, np.ndarray] 
 
 def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
            reference: str | None = "uniform", seed: int = 0,
-           bootstrap: int = BOOTSTRAP, level: float = 0.95) -> Selection:
-    """The lowest mean validation loss wins (D19); margins to ``reference`` with paired
-    bootstrap intervals. Every candidate must be scored on the same tasks and examples."""
+           bootstrap: int = BOOTSTRAP, level: float = 0.95,
+           rule: str = "clear") -> Selection:
+    """Margins to ``reference`` with paired bootstrap intervals, and the choice by ``rule``
+    (module docstring). Every candidate must be scored on the same tasks and examples."""
     names = list(per_candidate)
     if not names:
         raise InputError("auto: no candidates to choose from")
+    if rule not in RULES:
+        raise InputError(f"auto: unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if rule == "clear" and (reference is None or reference not in per_candidate):
+        raise InputError("auto: the rule 'clear' compares every candidate with a uniform "
+                         "candidate, and there is none among the candidates; add one or "
+                         "use the rule 'lowest'")
     tasks = list(per_candidate[names[0]])
     if not tasks:
         raise InputError("auto: no validation tasks")
@@ -76,9 +94,7 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
     if bad is not None:
         raise InputError(f"auto: candidate {bad!r} has a validation loss of {losses[bad]} "
                          "(a diverged model?); fix or drop it from params.candidates")
-    best = min(losses.values())
-    chosen = next(n for n in names if losses[n] == best)  # ties: the earlier candidate
-    sel = Selection(chosen, losses)
+    sel = Selection(_lowest(losses, names), losses, rule=rule)
     if reference is None or reference not in per_candidate:
         return sel
     sel.reference = reference
@@ -99,7 +115,18 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
             continue
         lo, hi = np.quantile(boot, [alpha, 1 - alpha])
         sel.margins[n] = (losses[n] - losses[reference], float(lo), float(hi))
+    if rule == "clear":
+        # A NaN bound (no usable resample) is not a clear margin.
+        clear = [n for n in names if n != reference and sel.margins[n][2] < 0]
+        sel.chosen = _lowest(losses, clear) if clear else reference
+        sel.fell_back = not clear
     return sel
+
+
+def _lowest(losses: Mapping[str, float], names: Sequence[str]) -> str:
+    """The name with the lowest loss; ties go to the earlier name."""
+    best = min(losses[n] for n in names)
+    return next(n for n in names if losses[n] == best)
 
 
 def disjoint_ids(validation: Mapping[str, Sequence[str]],

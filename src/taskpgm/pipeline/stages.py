@@ -696,16 +696,23 @@ def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
     validation = validation_split(ctx, targets)
     per = validation_scores(ctx, {n: ctx.paths.model(n) for n in names}, validation)
     reference = next((n for n in names if cfg.strategy(n).method == "uniform"), None)
-    sel = select(per, reference=reference, seed=cfg.run.seed)
+    sel = select(per, reference=reference, seed=cfg.run.seed, rule=auto_rule(strategy))
     chosen = Mixture.load(ctx.paths.strategy_mixture(sel.chosen))
     mix = Mixture("auto", chosen.tasks, chosen.weights,
                   params={"strategy": strategy.name, "chosen": sel.chosen, "candidates": names,
+                          "rule": sel.rule,
                           "validation": {"split": "probe", "tasks": targets}},
                   diagnostics={"validation_loss": sel.losses, "reference": sel.reference,
+                               "fell_back": sel.fell_back,
                                "margin_to_reference": {
                                    n: {"mean": m, "low": _finite(lo), "high": _finite(hi)}
                                    for n, (m, lo, hi) in sel.margins.items()}})
     mix.save(ctx.paths.strategy_mixture(strategy.name))
+
+
+def auto_rule(strategy: StrategyConfig) -> str:
+    """How an ``auto`` strategy chooses: ``params.rule``, else "clear" (D37)."""
+    return str(_param(strategy, "rule", "clear"))
 
 
 def _finite(x: float) -> float | None:
@@ -1041,7 +1048,9 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
         if st.method == "auto":
             # Chooses among the candidates' trained models (D19): after their training.
             cands = auto_candidates(cfg, st)
-            s_payload.update(candidates=cands, model=cfg.section("model"),
+            # The resolved rule: its default moved (D19 -> D37), so a run made before
+            # chooses again.
+            s_payload.update(candidates=cands, rule=auto_rule(st), model=cfg.section("model"),
                              max_batch_tokens=cfg.evaluate.max_batch_tokens,
                              evaluate_split=cfg.evaluate.split)
             s_deps = ("pool", *(f"train:{c}" for c in cands))

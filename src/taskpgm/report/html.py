@@ -267,6 +267,19 @@ def _estimated_caption(aff, estimated, mixtures: dict[str, Mixture]) -> str:
     return f'<p class="caption">{html.escape(how, quote=False)}</p>'
 
 
+def _auto_rule_words(mix: Mixture) -> str:
+    """How this auto chose, in words (D37; a mixture saved before the rule existed chose
+    by the lowest loss)."""
+    if mix.params.get("rule", "lowest") == "lowest":
+        return "Lowest validation loss per token wins."
+    ref = html.escape(str(mix.diagnostics.get("reference")))
+    if mix.diagnostics.get("fell_back"):
+        return (f"No candidate beat {ref} beyond the validation split's noise (every "
+                f"interval reaches 0), so {ref} is kept (rule 'clear').")
+    return (f"Lowest validation loss per token among the candidates whose whole interval "
+            f"is below {ref}'s (rule 'clear').")
+
+
 def _auto_tables(mixtures: dict[str, Mixture], fig_dir: Path | None = None) -> list[str]:
     """Per ``auto`` strategy: every candidate's validation loss and paired margin to
     uniform, the chosen one marked (D19); per ``regression`` strategy: its proxy count and
@@ -304,7 +317,7 @@ def _auto_tables(mixtures: dict[str, Mixture], fig_dir: Path | None = None) -> l
                    f"this run's budget ({len(losses)} proxy trainings); validated on the "
                    f"{html.escape(str(val.get('split', 'probe')))} split of "
                    f"{len(val.get('tasks', []))} tasks, never on the evaluation split. "
-                   "Lowest validation loss per token wins. "
+                   + _auto_rule_words(mix) + " "
                    + ("No candidate is uniform, so no margins are shown.</p>" if ref is None else
                       f"Margin: loss minus {html.escape(str(ref))}'s, 95% paired bootstrap "
                       "interval over validation examples (the training noise of each proxy is "

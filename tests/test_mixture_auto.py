@@ -274,3 +274,26 @@ def test_the_validation_curve_is_drawn_only_along_r_path_candidates():
     assert validation_curve("a", {"uniform": 1.0, "fb": 0.9}, "fb") is None
     png = validation_curve("a", {"uniform": 1.0, "a.r0.5": 0.95, "a.r1": 0.97}, "a.r0.5")
     assert png is not None and png.startswith(b"\x89PNG")
+
+
+def test_the_report_says_how_auto_chose():
+    from taskpgm.mixture.record import Mixture
+    from taskpgm.report.html import _auto_tables
+
+    def table(params, diagnostics):
+        mix = Mixture("auto", ["a", "b"], np.array([0.5, 0.5]),
+                      params={"chosen": "uniform", "candidates": ["uniform", "s"],
+                              "validation": {"split": "probe", "tasks": ["h"]}, **params},
+                      diagnostics={"validation_loss": {"uniform": 1.0, "s": 0.99},
+                                   "reference": "uniform",
+                                   "margin_to_reference": {"s": {"mean": -0.01, "low": -0.03,
+                                                                 "high": 0.01}},
+                                   **diagnostics})
+        return "".join(_auto_tables({"auto": mix}))
+
+    # A mixture saved before rules existed chose by the lowest loss.
+    assert "Lowest validation loss per token wins." in table({}, {})
+    kept = table({"rule": "clear"}, {"fell_back": True})
+    assert "No candidate beat uniform beyond the validation split's noise" in kept
+    assert "uniform (chosen)" in kept
+    assert "whole interval is below uniform's" in table({"rule": "clear"}, {"fell_back": False})

@@ -687,7 +687,8 @@ def validation_scores(ctx: PipelineContext, models: dict[str, Path],
 def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
     """``auto`` (D19): score every candidate's trained model on the validation split (the
     targets' probe examples, never the evaluation split) and keep the mixture of the one
-    with the lowest validation loss per token, with every candidate's figures."""
+    its rule chooses (D37: the lowest validation loss among clear winners over uniform,
+    else uniform), with every candidate's figures."""
     from taskpgm.mixture.auto import select
 
     cfg = ctx.cfg
@@ -1077,9 +1078,10 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
         note = None
         if st.method == "auto":
             n_cands = len(cands)
-            note = (lambda _up, n=n_cands: f"auto: chooses among {n} strategies' trained "
-                    f"models by validation loss (their {n} trainings are their own stages; "
-                    "it takes the chosen model over: no extra training)")
+            note = (lambda _up, n=n_cands, r=auto_rule(st): f"auto: chooses among {n} "
+                    f"strategies' trained models by validation loss, rule {r!r} (their {n} "
+                    "trainings are their own stages; it takes the chosen model over: no "
+                    "extra training)")
         elif st.method == "regression" and owner != st.name:
             note = (lambda _up, o=owner: f"regression: fits on the proxies of {o!r} "
                     "(the same designs and training: trained once)")

@@ -16,31 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from taskpgm.bench.quality import REFERENCE, _group, t_interval
-from taskpgm.mixture.auto import RULES
+from taskpgm.mixture.auto import RULES, choose
 from taskpgm.mixture.record import Mixture
 from taskpgm.report.records import ModelEval
 
 
-def choose(diag: dict, rule: str) -> str:
+def replay(diag: dict, rule: str) -> str:
     """The candidate ``rule`` picks from an auto mixture's recorded figures."""
-    losses: dict[str, float] = diag["validation_loss"]
-    names = list(losses)
-    if rule == "lowest":
-        pool = names
-    else:
-        margins = diag["margin_to_reference"]
-        pool = [n for n in names if n in margins and margins[n]["high"] is not None
-                and margins[n]["high"] < 0]
-        if not pool:
-            return str(diag["reference"])
-    best = min(losses[n] for n in pool)
-    return next(n for n in pool if losses[n] == best)
+    margins = {n: (m["mean"], math.nan if m["low"] is None else m["low"],
+                   math.nan if m["high"] is None else m["high"])
+               for n, m in diag["margin_to_reference"].items()}
+    return choose(diag["validation_loss"], margins, diag.get("reference"), rule)[0]
 
 
 def seed_losses(root: Path) -> dict[str, float]:
@@ -70,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         diffs, chosen = [], []
         for _seed, root in roots:
             diag = Mixture.load(root / "mixtures" / f"{args.auto}.json").diagnostics
-            pick = choose(diag, rule)
+            pick = replay(diag, rule)
             ev = seed_losses(root)
             diffs.append(ev[pick] - ev[REFERENCE])
             chosen.append(pick)

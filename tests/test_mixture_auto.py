@@ -186,6 +186,15 @@ def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path, monk
     assert mix.params["rule"] == "clear"
     assert mix.params["chosen"] == (min(clear, key=losses.get) if clear else "uniform")
     assert mix.diagnostics["fell_back"] == (not clear)
+    # benchmarks/auto_rules.py replays the same choice from the stored figures alone.
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "auto_rules.py"
+    spec = importlib.util.spec_from_file_location("auto_rules", script)
+    auto_rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(auto_rules)
+    assert auto_rules.replay(mix.diagnostics, "clear") == mix.params["chosen"]
+    assert auto_rules.replay(mix.diagnostics, "lowest") == min(losses, key=losses.get)
     chosen = Mixture.load(root / "mixtures" / f"{mix.params['chosen']}.json")
     assert chosen.tasks == mix.tasks and np.array_equal(chosen.weights, mix.weights)
     # The margins are to uniform, and uniform has none to itself.

@@ -115,12 +115,21 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
             continue
         lo, hi = np.quantile(boot, [alpha, 1 - alpha])
         sel.margins[n] = (losses[n] - losses[reference], float(lo), float(hi))
-    if rule == "clear":
-        # A NaN bound (no usable resample) is not a clear margin.
-        clear = [n for n in names if n != reference and sel.margins[n][2] < 0]
-        sel.chosen = _lowest(losses, clear) if clear else reference
-        sel.fell_back = not clear
+    sel.chosen, sel.fell_back = choose(losses, sel.margins, reference, rule)
     return sel
+
+
+def choose(losses: Mapping[str, float], margins: Mapping[str, tuple[float, float, float]],
+           reference: str | None, rule: str) -> tuple[str, bool]:
+    """The candidate ``rule`` picks from validation losses and margins (mean, low, high) to
+    ``reference``, and whether ``clear`` fell back to the reference for want of a clear
+    winner. Also replays a stored choice (benchmarks/auto_rules.py)."""
+    names = list(losses)
+    if rule == "lowest" or reference is None:
+        return _lowest(losses, names), False
+    # A NaN bound (no usable resample) is not a clear margin.
+    clear = [n for n in names if n != reference and n in margins and margins[n][2] < 0]
+    return (_lowest(losses, clear), False) if clear else (reference, True)
 
 
 def _lowest(losses: Mapping[str, float], names: Sequence[str]) -> str:

@@ -139,6 +139,14 @@ def test_bootstrap_under_completion_keeps_measured_intervals_and_widens_estimate
     est = k > 0
     covered = (full.matrix >= aff.lower) & (full.matrix <= aff.upper)
     assert covered[est].mean() >= 0.85
+    # The wide-interval warning says which of its pairs the completion widened (only
+    # entries that use an estimated pair can be), and the full-scoring one says none.
+    flagged = {(a, b) for a, b, *_ in aff.provenance["wide_intervals"]["widest"]}
+    names = list(table.tasks)
+    assert any(est[names.index(a), names.index(b)] for a, b in flagged)
+    warn = next(w for w in aff.provenance["warnings"] if "wide" in w)
+    assert "widened by the completion's error" in warn
+    assert not any("completion" in w for w in full.provenance["warnings"])
     # The bootstrap part alone is about as wide as with every pair scored: an estimated
     # pair moves with its task's resample (held still, its gap carried the whole spread
     # of the task's own mean: 3.5x as wide here).

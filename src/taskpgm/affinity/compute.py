@@ -173,6 +173,7 @@ def compute_affinity(
     if table.root is not None:
         prov["scores"] = str(table.root)
     lower = upper = None
+    widened: np.ndarray | None = None  # entries the completion's error widened
     estimated = None  # mask of the (expert, task) pairs the completion estimated
 
     if metric == "pmi":
@@ -208,8 +209,10 @@ def compute_affinity(
             if estimated is not None:
                 m_error, source = completion_m_error(prov["completion"]["estimated_error"],
                                                      means, ~estimated)
+                before = upper - lower
                 lower, upper = widen_for_completion(matrix, lower, upper, estimated,
                                                     m_error, level)
+                widened = (upper - lower) > before
                 prov["completion"]["interval_m_error"] = {"value": m_error, "from": source}
         prov["n_examples"] = {t: int(c) for t, c in zip(tasks, ms.n_examples, strict=True)}
     elif metric == "ce-gap":
@@ -224,7 +227,8 @@ def compute_affinity(
 
     warnings = degenerate_warnings(matrix, tasks)
     if lower is not None and upper is not None:
-        lines, flagged = interval_warnings(matrix, lower, upper, tasks, wide_rel_width)
+        lines, flagged = interval_warnings(matrix, lower, upper, tasks, wide_rel_width,
+                                           widened)
         warnings += lines
         prov["wide_intervals"] = {"count": len(flagged), "widest": flagged[:20],
                                   "rel_width": wide_rel_width}

@@ -103,9 +103,12 @@ def wide_intervals(
 
 def interval_warnings(
     matrix: np.ndarray, lower: np.ndarray, upper: np.ndarray, names: Sequence[str],
-    rel_width: float = 0.5,
+    rel_width: float = 0.5, widened: np.ndarray | None = None,
 ) -> tuple[list[str], list[list]]:
-    """Warning lines and the flagged pairs ``[a, b, lower, upper]`` (upper triangle)."""
+    """Warning lines and the flagged pairs ``[a, b, lower, upper]`` (upper triangle).
+    ``widened`` marks entries whose interval the completion's error widened (partial
+    scoring): the warning says how many of the flagged ones are such, since more scoring,
+    not more probe examples, narrows those."""
     mask = np.triu(wide_intervals(matrix, lower, upper, rel_width), k=1)
     pairs = np.argwhere(mask)
     if not len(pairs):
@@ -118,9 +121,14 @@ def interval_warnings(
     ]
     n_pairs = matrix.shape[0] * (matrix.shape[0] - 1) // 2
     a, b, lo, hi = flagged[0]
+    by_completion = 0 if widened is None else int(np.count_nonzero(widened[mask]))
+    kind = "bootstrap intervals" if not by_completion else "intervals"
     msg = (
-        f"{len(flagged)} of {n_pairs} task pairs have wide bootstrap intervals "
+        f"{len(flagged)} of {n_pairs} task pairs have wide {kind} "
         f"(> {rel_width} x the interquartile range of entries); widest: ({a}, {b}) "
         f"[{lo:.3g}, {hi:.3g}]"
     )
+    if by_completion:
+        msg += (f"; {by_completion} of them widened by the completion's error (they use "
+                "unscored pairs: a larger scoring.fraction narrows them)")
     return [msg], flagged

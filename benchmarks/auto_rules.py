@@ -28,12 +28,16 @@ from taskpgm.mixture.record import Mixture
 from taskpgm.report.records import ModelEval
 
 
-def replay(diag: dict, rule: str) -> str:
-    """The candidate ``rule`` picks from an auto mixture's recorded figures."""
+def replay(mix: Mixture, rule: str) -> str:
+    """The candidate ``rule`` picks from an auto mixture's recorded figures, in the run's
+    candidate order (ties go to the earlier candidate; the file's keys are sorted)."""
+    diag = mix.diagnostics
+    losses = diag["validation_loss"]
+    order = [n for n in mix.params.get("candidates", []) if n in losses] or list(losses)
     margins = {n: (m["mean"], math.nan if m["low"] is None else m["low"],
                    math.nan if m["high"] is None else m["high"])
                for n, m in diag["margin_to_reference"].items()}
-    return choose(diag["validation_loss"], margins, diag.get("reference"), rule)[0]
+    return choose({n: losses[n] for n in order}, margins, diag.get("reference"), rule)[0]
 
 
 def seed_losses(root: Path) -> dict[str, float]:
@@ -62,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for rule in RULES:
         diffs, chosen = [], []
         for _seed, root in roots:
-            diag = Mixture.load(root / "mixtures" / f"{args.auto}.json").diagnostics
-            pick = replay(diag, rule)
+            pick = replay(Mixture.load(root / "mixtures" / f"{args.auto}.json"), rule)
             ev = seed_losses(root)
             diffs.append(ev[pick] - ev[REFERENCE])
             chosen.append(pick)

@@ -161,3 +161,18 @@ def test_interrupted_resumable_stage_starts_afresh_when_upstream_reruns(tmp_path
     (tmp_path / "up").unlink()  # the upstream output vanished: it re-runs
     Runner(tmp_path, stages(finish)).run()
     assert seen == [False]
+
+
+def test_auto_rule_written_out_is_the_default_and_another_rule_chooses_again(tmp_path):
+    cfg = Config()
+    before = _fps(cfg, tmp_path)
+    auto = next(s for s in cfg.strategies if s.method == "auto")
+    explicit = cfg.model_copy(deep=True)
+    next(s for s in explicit.strategies if s.name == auto.name).params = {"rule": "clear"}
+    assert _fps(explicit, tmp_path) == before
+    other = cfg.model_copy(deep=True)
+    next(s for s in other.strategies if s.name == auto.name).params = {"rule": "lowest"}
+    after = _fps(other, tmp_path)
+    # Only the auto strategy's own stages (it chooses again) and the report.
+    assert {s for s in before if before[s] != after[s]} == {
+        f"{k}:{auto.name}" for k in ("mixture", "data", "train", "eval")} | {"report"}

@@ -829,9 +829,11 @@ class Config(_Section):
                 raise ValueError(f"{where}: a candidate is named twice")
         if st.params.get("rule", "clear") == "clear" and not any(
                 by_name[n].method == "uniform" for n in auto_candidates(self, st)):
-            raise ValueError(f"{where}: the rule 'clear' (the default) leaves uniform only on "
-                             "a clear validation margin, so a strategy of method 'uniform' "
-                             "must be a candidate; add one, or set params.rule: lowest")
+            raise ValueError(
+                f"strategies[{index}].params.rule (strategy {st.name!r}): the rule 'clear' "
+                "(the default) leaves uniform only on a clear validation margin, so a "
+                "strategy of method 'uniform' must be a candidate (a replicate is one only "
+                "when params.candidates names it); add one, or set params.rule: lowest")
 
     # -- helpers ------------------------------------------------------------------------
     def section(self, dotted: str) -> Any:

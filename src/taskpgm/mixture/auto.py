@@ -125,8 +125,10 @@ def choose(losses: Mapping[str, float], margins: Mapping[str, tuple[float, float
     ``reference``, and whether ``clear`` fell back to the reference for want of a clear
     winner. Also replays a stored choice (benchmarks/auto_rules.py)."""
     names = list(losses)
-    if rule == "lowest" or reference is None:
+    if rule == "lowest":
         return _lowest(losses, names), False
+    if reference is None or reference not in losses:
+        raise InputError("auto: the rule 'clear' needs a uniform candidate to compare with")
     # A NaN bound (no usable resample) is not a clear margin.
     clear = [n for n in names if n != reference and n in margins and margins[n][2] < 0]
     return (_lowest(losses, clear), False) if clear else (reference, True)

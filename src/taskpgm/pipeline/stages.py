@@ -1050,7 +1050,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
             # Chooses among the candidates' trained models (D19): after their training.
             cands = auto_candidates(cfg, st)
             # The resolved rule: its default moved (D19 -> D37), so a run made before
-            # chooses again.
+            # chooses again; writing out the default (or dropping it) changes nothing.
+            s_payload["strategy"]["params"].pop("rule", None)
             s_payload.update(candidates=cands, rule=auto_rule(st), model=cfg.section("model"),
                              max_batch_tokens=cfg.evaluate.max_batch_tokens,
                              evaluate_split=cfg.evaluate.split)
@@ -1077,8 +1078,8 @@ def build_stages(ctx: PipelineContext) -> list[Stage]:
             outputs = (*outputs, f"runs/{st.name}")
         note = None
         if st.method == "auto":
-            n_cands = len(cands)
-            note = (lambda _up, n=n_cands, r=auto_rule(st): f"auto: chooses among {n} "
+            n_cands, rule = len(cands), auto_rule(st)
+            note = (lambda _up, n=n_cands, r=rule: f"auto: chooses among {n} "
                     f"strategies' trained models by validation loss, rule {r!r} (their {n} "
                     "trainings are their own stages; it takes the chosen model over: no "
                     "extra training)")

@@ -276,8 +276,8 @@ def _auto_rule_words(mix: Mixture) -> str:
     if mix.diagnostics.get("fell_back"):
         return (f"No candidate beat {ref} beyond the validation split's noise (every "
                 f"interval reaches 0), so {ref} is kept (rule 'clear').")
-    return (f"Lowest validation loss per token among the candidates whose whole interval "
-            f"is below {ref}'s (rule 'clear').")
+    return (f"Lowest validation loss per token among the candidates whose whole margin "
+            f"interval to {ref} is below 0 (rule 'clear').")
 
 
 def _auto_tables(mixtures: dict[str, Mixture], fig_dir: Path | None = None) -> list[str]:

@@ -195,6 +195,14 @@ def test_auto_keeps_the_candidate_with_the_lowest_validation_loss(tmp_path, monk
     spec.loader.exec_module(auto_rules)
     assert auto_rules.replay(mix, "clear") == mix.params["chosen"]
     assert auto_rules.replay(mix, "lowest") == min(losses, key=losses.get)
+    # The line `taskpgm run` prints after the results table names the choice.
+    from taskpgm.pipeline.demo import auto_lines
+    from taskpgm.pipeline.stages import PipelineContext
+
+    [line] = auto_lines(PipelineContext(cfg, root))
+    assert line.startswith("best: ") and str(root / "mixtures" / "best.json") in line
+    assert ("keeps uniform" in line) == (not clear)
+    assert clear == [] or f"chose {mix.params['chosen']}: validation loss" in line
     chosen = Mixture.load(root / "mixtures" / f"{mix.params['chosen']}.json")
     assert chosen.tasks == mix.tasks and np.array_equal(chosen.weights, mix.weights)
     # The margins are to uniform, and uniform has none to itself.

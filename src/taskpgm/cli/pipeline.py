@@ -97,11 +97,13 @@ def _execute(cfg, *, plan: bool, progress: bool) -> None:
 
 
 def _print_results(ctx) -> None:
-    from taskpgm.pipeline.demo import checks_table, results_table
+    from taskpgm.pipeline.demo import auto_lines, checks_table, results_table
 
     table = results_table(ctx)
     if table is not None:
         console.print(table)
+    for line in auto_lines(ctx):
+        console.print(line, markup=False)
     checks = checks_table(ctx.paths.root)
     if checks is not None:
         console.print(checks)

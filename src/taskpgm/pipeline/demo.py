@@ -73,6 +73,31 @@ def results_table(ctx) -> Table | None:
     return t
 
 
+def auto_lines(ctx) -> list[str]:
+    """Per ``auto`` strategy with a chosen mixture: what it chose and how clearly, the
+    line a user reads to know which mixture to train on (D37)."""
+    from taskpgm.mixture.record import Mixture
+
+    lines = []
+    for s in ctx.cfg.strategies:
+        path = ctx.paths.strategy_mixture(s.name)
+        if s.method != "auto" or int(s.params.get("replicate", 0)) or not path.is_file():
+            continue
+        mix = Mixture.load(path)
+        chosen, ref = mix.params.get("chosen"), mix.diagnostics.get("reference")
+        m = mix.diagnostics.get("margin_to_reference", {}).get(chosen)
+        if mix.diagnostics.get("fell_back"):
+            why = (f"no candidate beat {ref} beyond the validation split's noise, so it "
+                   f"keeps {ref}")
+        elif m is None or m.get("low") is None:
+            why = f"chose {chosen}"
+        else:
+            why = (f"chose {chosen}: validation loss {m['mean']:+.3f} [{m['low']:+.3f}, "
+                   f"{m['high']:+.3f}] against {ref}")
+        lines.append(f"{s.name}: {why} ({path})")
+    return lines
+
+
 def checks_table(run_dir: Path) -> Table | None:
     from taskpgm.io import read_json
 

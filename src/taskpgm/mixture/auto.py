@@ -75,10 +75,10 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
         raise InputError("auto: no candidates to choose from")
     if rule not in RULES:
         raise InputError(f"auto: unknown rule {rule!r}; choose one of {', '.join(RULES)}")
-    if rule == "clear" and (reference is None or reference not in per_candidate):
-        raise InputError("auto: the rule 'clear' compares every candidate with a uniform "
-                         "candidate, and there is none among the candidates; add one or "
-                         "use the rule 'lowest'")
+    if reference not in per_candidate:
+        reference = None
+    if rule == "clear":
+        _need_reference(reference)  # before any work
     tasks = list(per_candidate[names[0]])
     if not tasks:
         raise InputError("auto: no validation tasks")
@@ -95,7 +95,7 @@ def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
         raise InputError(f"auto: candidate {bad!r} has a validation loss of {losses[bad]} "
                          "(a diverged model?); fix or drop it from params.candidates")
     sel = Selection(_lowest(losses, names), losses, rule=rule)
-    if reference is None or reference not in per_candidate:
+    if reference is None:
         return sel
     sel.reference = reference
     rng = np.random.default_rng(seed)
@@ -127,11 +127,17 @@ def choose(losses: Mapping[str, float], margins: Mapping[str, tuple[float, float
     names = list(losses)
     if rule == "lowest":
         return _lowest(losses, names), False
-    if reference is None or reference not in losses:
-        raise InputError("auto: the rule 'clear' needs a uniform candidate to compare with")
+    _need_reference(reference if reference in losses else None)
     # A NaN bound (no usable resample) is not a clear margin.
     clear = [n for n in names if n != reference and n in margins and margins[n][2] < 0]
     return (_lowest(losses, clear), False) if clear else (reference, True)
+
+
+def _need_reference(reference: str | None) -> None:
+    if reference is None:
+        raise InputError("auto: the rule 'clear' compares every candidate with a uniform "
+                         "candidate, and there is none among the candidates; add one or "
+                         "use the rule 'lowest'")
 
 
 def _lowest(losses: Mapping[str, float], names: Sequence[str]) -> str:

@@ -58,6 +58,7 @@ from taskpgm.choices import (
 )
 from taskpgm.errors import ConfigError, InputError
 from taskpgm.io import atomic_write_text
+from taskpgm.mixture.auto import DEFAULT_RULE, RULES
 from taskpgm.tasks.pool import SPLITS
 from taskpgm.tasks.synth import SUITES
 
@@ -546,8 +547,6 @@ def _check_strategy_params(st: StrategyConfig, index: int,
                 raise fail(key, str(exc).removeprefix("regression: ")) from None
             continue
         if kind == "auto_rule":
-            from taskpgm.mixture.auto import RULES
-
             if value not in RULES:
                 raise fail(key, f"choose one of {', '.join(RULES)} (clear: leave uniform only "
                                 f"on a clear validation margin), got {value!r}")
@@ -827,7 +826,7 @@ class Config(_Section):
                     raise ValueError(f"{where}: {n!r} is itself an auto strategy")
             if len(set(names)) != len(names):
                 raise ValueError(f"{where}: a candidate is named twice")
-        if st.params.get("rule", "clear") == "clear" and not any(
+        if st.params.get("rule", DEFAULT_RULE) == "clear" and not any(
                 by_name[n].method == "uniform" for n in auto_candidates(self, st)):
             raise ValueError(
                 f"strategies[{index}].params.rule (strategy {st.name!r}): the rule 'clear' "
@@ -944,7 +943,8 @@ def annotated_yaml(cfg: Config | None = None) -> str:
             lines.append(f"# {field.description}")
             lines.append(f"# Each: name, method ({', '.join(METHODS)}), params.")
             lines.append("# given: params {weights: FILE}; mixmin: params {targets: heldout | "
-                         "[names]}; auto: params {candidates: [names], r_path: [r_rel, ...], rule: clear|lowest}")
+                         "[names]}; auto: params {candidates: [names], r_path: [r_rel, ...], rule: "
+                         f"{'|'.join(RULES)}}}")
             lines.append("# chooses among the run's strategies by validation loss; regression: "
                          "params {runs: N, kl: 0.05} trains N proxies (docs/config.md);")
             lines.append("# any method: params {replicate: k} draws and trains the same mixture "

@@ -33,6 +33,7 @@ BOOTSTRAP = 2000
 # How auto chooses (D37): "clear" departs from the reference only on a clear validation
 # margin; "lowest" takes the lowest validation loss (D19).
 RULES: tuple[str, ...] = ("clear", "lowest")
+DEFAULT_RULE = RULES[0]
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Selection:
     # candidate -> (mean margin to the reference, low, high): negative = better
     margins: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     reference: str | None = None
-    rule: str = "lowest"
+    rule: str = DEFAULT_RULE
     # Under "clear": no candidate beat the reference beyond noise, so the reference won.
     fell_back: bool = False
 
@@ -67,7 +68,7 @@ def task_losses(scores: Mapping[str, TaskScores], idx: Mapping[str, np.ndarray] 
 def select(per_candidate: Mapping[str, Mapping[str, TaskScores]], *,
            reference: str | None = "uniform", seed: int = 0,
            bootstrap: int = BOOTSTRAP, level: float = 0.95,
-           rule: str = "clear") -> Selection:
+           rule: str = DEFAULT_RULE) -> Selection:
     """Margins to ``reference`` with paired bootstrap intervals, and the choice by ``rule``
     (module docstring). Every candidate must be scored on the same tasks and examples."""
     names = list(per_candidate)

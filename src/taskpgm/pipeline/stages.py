@@ -712,8 +712,10 @@ def stage_auto_mixture(ctx: PipelineContext, strategy: StrategyConfig) -> None:
 
 
 def auto_rule(strategy: StrategyConfig) -> str:
-    """How an ``auto`` strategy chooses: ``params.rule``, else "clear" (D37)."""
-    return str(_param(strategy, "rule", "clear"))
+    """How an ``auto`` strategy chooses: ``params.rule``, else the default (D37)."""
+    from taskpgm.mixture.auto import DEFAULT_RULE
+
+    return str(_param(strategy, "rule", DEFAULT_RULE))
 
 
 def _finite(x: float) -> float | None:
